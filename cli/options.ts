@@ -1,0 +1,110 @@
+/**
+ * Options shared by several commands, declared once, and the helpers that turn
+ * their text values into checked values (a bad value is a usage error that
+ * names it).
+ */
+import { join } from "node:path";
+import type { OptionSpec, OptionValues } from "./command.ts";
+import { UsageError } from "../lib/errors.ts";
+import { type Lsn, parseLsn } from "../lib/lsn.ts";
+
+/** `$TMPDIR/pgferry`, else `/tmp/pgferry`. */
+export function defaultDir(): string {
+  const tmp = Deno.env.get("TMPDIR");
+  return join(tmp && tmp !== "" ? tmp : "/tmp", "pgferry");
+}
+
+export const dirOption: OptionSpec = {
+  name: "dir",
+  type: "string",
+  value: "DIR",
+  help: "Work directory: the catalog, the spool, logs",
+  env: "PGFERRY_DIR",
+  default: defaultDir,
+};
+
+export const sourceOption: OptionSpec = {
+  name: "source",
+  type: "string",
+  value: "URI",
+  help: "Source database connection string",
+  env: "PGFERRY_SOURCE_PGURI",
+};
+
+export const targetOption: OptionSpec = {
+  name: "target",
+  type: "string",
+  value: "URI",
+  help: "Target database connection string",
+  env: "PGFERRY_TARGET_PGURI",
+};
+
+export const hostOption: OptionSpec = {
+  name: "host",
+  type: "string",
+  value: "HOST",
+  help: "Talk to the coordinator of a running follow at HOST over TCP (never opens the catalog)",
+  env: "PGFERRY_HOST",
+};
+
+export const portOption: OptionSpec = {
+  name: "port",
+  type: "string",
+  value: "PORT",
+  help: "Coordinator TCP port",
+  env: "PGFERRY_PORT",
+  default: "5442",
+};
+
+export const jsonOption: OptionSpec = {
+  name: "json",
+  type: "boolean",
+  help: "Print JSON",
+};
+
+/** The work directory from `--dir`/`PGFERRY_DIR`, else the default. */
+export function dirFrom(options: OptionValues): string {
+  return stringOption(options, "dir") ?? defaultDir();
+}
+
+/** A string option's value, or undefined. */
+export function stringOption(options: OptionValues, name: string): string | undefined {
+  const value = options[name];
+  return typeof value === "string" ? value : undefined;
+}
+
+/** A string option the command cannot do without. */
+export function requiredOption(options: OptionValues, name: string, env?: string): string {
+  const value = stringOption(options, name);
+  if (value === undefined) {
+    throw new UsageError(`Missing --${name}${env ? ` (or ${env})` : ""}`);
+  }
+  return value;
+}
+
+/** An LSN given on the command line: a bad one is a usage error that quotes it. */
+export function lsnArgument(text: string, what: string): Lsn {
+  try {
+    return parseLsn(text);
+  } catch (err) {
+    throw new UsageError(`Invalid ${what} "${text}": expected an LSN like "16/B374D848"`, {
+      cause: err,
+    });
+  }
+}
+
+/** An integer option within bounds. */
+export function intOption(
+  options: OptionValues,
+  name: string,
+  min: number,
+  max: number,
+): number | undefined {
+  const text = stringOption(options, name);
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < min || value > max) {
+    throw new UsageError(`Invalid --${name} "${text}": expected an integer from ${min} to ${max}`);
+  }
+  return value;
+}
