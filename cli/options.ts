@@ -39,21 +39,40 @@ export const targetOption: OptionSpec = {
   env: "PGFERRY_TARGET_PGURI",
 };
 
+/** The coordinator's TCP port when none is given. */
+export const DEFAULT_COORDINATOR_PORT = 5442;
+
+/** Client side: where the coordinator of a running follow listens. No environment twin, as in pgcopydb. */
 export const hostOption: OptionSpec = {
   name: "host",
   type: "string",
   value: "HOST",
   help: "Talk to the coordinator of a running follow at HOST over TCP (never opens the catalog)",
-  env: "PGFERRY_HOST",
 };
 
 export const portOption: OptionSpec = {
   name: "port",
   type: "string",
   value: "PORT",
-  help: "Coordinator TCP port",
+  help: "The coordinator's TCP port",
+  default: String(DEFAULT_COORDINATOR_PORT),
+};
+
+/** Server side: where follow's coordinator listens; it starts only when one of these is set. */
+export const listenHostOption: OptionSpec = {
+  name: "host",
+  type: "string",
+  value: "HOST",
+  help: "Run the sentinel coordinator, listening on HOST (a non-loopback address needs a secret)",
+  env: "PGFERRY_HOST",
+};
+
+export const listenPortOption: OptionSpec = {
+  name: "port",
+  type: "string",
+  value: "PORT",
+  help: "The coordinator's TCP port (starts the coordinator, on 127.0.0.1 unless --host is set)",
   env: "PGFERRY_PORT",
-  default: "5442",
 };
 
 export const jsonOption: OptionSpec = {

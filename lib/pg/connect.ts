@@ -1,0 +1,61 @@
+/**
+ * Ordinary SQL connections (postgres.js). The replication connection lives in
+ * replication.ts.
+ */
+import postgres from "postgres";
+import { OperatorError } from "../errors.ts";
+import { maskPassword, maskPasswordsIn } from "./uri.ts";
+
+/** A postgres.js client. */
+export type Sql = postgres.Sql<Record<string, never>>;
+
+export interface ConnectOptions {
+  /** Connections in the pool (default 1). */
+  max?: number;
+  /** Which side this is, for error messages: "source" or "target". */
+  role?: string;
+  /** Seconds to wait for a connection (default 10). */
+  connectTimeout?: number;
+}
+
+/** Opens a client; nothing connects until the first query. */
+export function connect(pguri: string, options: ConnectOptions = {}): Sql {
+  return postgres(pguri, {
+    max: options.max ?? 1,
+    connect_timeout: options.connectTimeout ?? 10,
+    onnotice: () => {},
+    idle_timeout: 0,
+    prepare: true,
+    connection: { application_name: "pgferry" },
+  }) as unknown as Sql;
+}
+
+/** Runs `fn` with a short-lived client, closing it afterwards, with errors that name the server. */
+export async function withConnection<T>(
+  pguri: string,
+  role: string,
+  fn: (sql: Sql) => Promise<T>,
+): Promise<T> {
+  const sql = connect(pguri, { role });
+  try {
+    return await fn(sql);
+  } catch (err) {
+    throw describePgError(err, pguri, role);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+/** Turns a connection failure into an operator error that names the (masked) server. */
+export function describePgError(err: unknown, pguri: string, role: string): unknown {
+  if (!(err instanceof Error)) return err;
+  const code = (err as { code?: string }).code;
+  const networkCodes = ["ECONNREFUSED", "ENOTFOUND", "ETIMEDOUT", "CONNECT_TIMEOUT", "EHOSTUNREACH"];
+  if (code !== undefined && networkCodes.includes(code)) {
+    return new OperatorError(
+      `Cannot connect to the ${role} database "${maskPassword(pguri)}": ${maskPasswordsIn(err.message)}`,
+      { hint: `check the --${role} connection string and that the server is running`, cause: err },
+    );
+  }
+  return err;
+}

@@ -1,0 +1,54 @@
+/**
+ * What scripts/test.sh sets up for the tests: the clusters' URIs and a scratch
+ * directory. Tests start nothing themselves except pgferry processes.
+ */
+import postgres from "postgres";
+
+function required(name: string): string {
+  const value = Deno.env.get(name);
+  if (!value) {
+    throw new Error(`${name} is not set: run the tests through scripts/test.sh`);
+  }
+  return value;
+}
+
+/** postgres://… of the source cluster's `postgres` database (wal_level=logical). */
+export function sourceUri(): string {
+  return required("PGFERRY_TEST_SOURCE_PGURI");
+}
+
+/** postgres://… of the target cluster's `postgres` database. */
+export function targetUri(): string {
+  return required("PGFERRY_TEST_TARGET_PGURI");
+}
+
+/** The same server, another database. */
+export function withDatabase(uri: string, database: string): string {
+  const url = new URL(uri);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/** A new empty scratch directory for one test. */
+export async function tempDir(prefix: string): Promise<string> {
+  const base = Deno.env.get("PGFERRY_TEST_TMP") ?? Deno.env.get("TMPDIR") ?? "/tmp";
+  await Deno.mkdir(base, { recursive: true });
+  return await Deno.makeTempDir({ dir: base, prefix: `${prefix}-` });
+}
+
+/**
+ * Creates (or re-creates) a database named `name` on both clusters and returns
+ * their URIs, so that tests do not see each other's tables.
+ */
+export async function freshDatabases(name: string): Promise<{ source: string; target: string }> {
+  for (const uri of [sourceUri(), targetUri()]) {
+    const sql = postgres(uri, { max: 1, onnotice: () => {} });
+    try {
+      await sql.unsafe(`drop database if exists "${name}" with (force)`);
+      await sql.unsafe(`create database "${name}"`);
+    } finally {
+      await sql.end();
+    }
+  }
+  return { source: withDatabase(sourceUri(), name), target: withDatabase(targetUri(), name) };
+}
