@@ -105,7 +105,10 @@ STARTPOS and ENDPOS may also be given as --startpos and --endpos; 0/0 means unse
     const endpos = endText === undefined ? INVALID_LSN : lsnArgument(endText, "endpos");
     using catalog = await Catalog.open(dirFrom(options), { create: true });
     const sentinel = await setupSentinel(catalog, startpos, endpos);
-    await catalog.log("sentinel setup", `startpos ${formatLsn(startpos)}, endpos ${formatLsn(endpos)}`);
+    await catalog.log(
+      "sentinel setup",
+      `startpos ${formatLsn(startpos)}, endpos ${formatLsn(endpos)}`,
+    );
     for (const line of sentinelLines(sentinel)) out(line);
   },
 };

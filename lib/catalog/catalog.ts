@@ -38,7 +38,7 @@ export class Catalog {
     if (!options.create && !(await exists(path))) {
       throw new OperatorError(`No catalog in "${dir}": "${path}" does not exist`, {
         hint:
-          "run \"pgferry stream sentinel setup\" or \"pgferry clone\" with this --dir first, or pass the --dir (PGFERRY_DIR) of the running pgferry",
+          'run "pgferry stream sentinel setup" or "pgferry clone" with this --dir first, or pass the --dir (PGFERRY_DIR) of the running pgferry',
       });
     }
     await Deno.mkdir(dir, { recursive: true });

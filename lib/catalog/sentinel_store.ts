@@ -44,7 +44,8 @@ export function readSentinel(db: DatabaseSync): Sentinel {
   const row = db.prepare("select * from sentinel where id = 1").get() as SentinelRow | undefined;
   if (row === undefined) {
     throw new OperatorError("The sentinel has not been set up in this catalog", {
-      hint: 'run "pgferry stream sentinel setup", "pgferry stream setup" or "pgferry clone --follow" first',
+      hint:
+        'run "pgferry stream sentinel setup", "pgferry stream setup" or "pgferry clone --follow" first',
     });
   }
   return {

@@ -50,10 +50,18 @@ export async function withConnection<T>(
 export function describePgError(err: unknown, pguri: string, role: string): unknown {
   if (!(err instanceof Error)) return err;
   const code = (err as { code?: string }).code;
-  const networkCodes = ["ECONNREFUSED", "ENOTFOUND", "ETIMEDOUT", "CONNECT_TIMEOUT", "EHOSTUNREACH"];
+  const networkCodes = [
+    "ECONNREFUSED",
+    "ENOTFOUND",
+    "ETIMEDOUT",
+    "CONNECT_TIMEOUT",
+    "EHOSTUNREACH",
+  ];
   if (code !== undefined && networkCodes.includes(code)) {
     return new OperatorError(
-      `Cannot connect to the ${role} database "${maskPassword(pguri)}": ${maskPasswordsIn(err.message)}`,
+      `Cannot connect to the ${role} database "${maskPassword(pguri)}": ${
+        maskPasswordsIn(err.message)
+      }`,
       { hint: `check the --${role} connection string and that the server is running`, cause: err },
     );
   }

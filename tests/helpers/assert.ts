@@ -19,13 +19,21 @@ export function assertMatch(actual: string, pattern: RegExp, message?: string): 
 
 export function assertStringIncludes(actual: string, expected: string, message?: string): void {
   if (!actual.includes(expected)) {
-    assert.fail(message ?? `Expected ${JSON.stringify(actual)} to include ${JSON.stringify(expected)}`);
+    assert.fail(
+      message ?? `Expected ${JSON.stringify(actual)} to include ${JSON.stringify(expected)}`,
+    );
   }
 }
 
+/** Any error class. */
+type ErrorClass = new (...args: never[]) => Error;
+
 /** Asserts that `fn` throws an instance of `errorClass` whose message contains `includes`. */
-// deno-lint-ignore no-explicit-any
-export function assertThrows(fn: () => unknown, errorClass: new (...args: any[]) => Error, includes?: string): Error {
+export function assertThrows(
+  fn: () => unknown,
+  errorClass: ErrorClass,
+  includes?: string,
+): Error {
   try {
     fn();
   } catch (err) {
@@ -39,8 +47,7 @@ export function assertThrows(fn: () => unknown, errorClass: new (...args: any[])
 /** Async twin of `assertThrows`. */
 export async function assertRejects(
   fn: () => Promise<unknown>,
-  // deno-lint-ignore no-explicit-any
-  errorClass: new (...args: any[]) => Error,
+  errorClass: ErrorClass,
   includes?: string,
 ): Promise<Error> {
   try {
