@@ -4,6 +4,7 @@
  */
 import type { CommandContext, CommandSpec, OptionSpec, OptionValues } from "./command.ts";
 import {
+  DEFAULT_COORDINATOR_PORT,
   dirFrom,
   dirOption,
   hostOption,
@@ -17,12 +18,29 @@ import {
 } from "./options.ts";
 import { Catalog } from "../lib/catalog/catalog.ts";
 import { type Sentinel, setupSentinel } from "../lib/catalog/sentinel_store.ts";
-import { UsageError } from "../lib/errors.ts";
+import { OperatorError, UsageError } from "../lib/errors.ts";
 import { formatLsn, INVALID_LSN, type Lsn } from "../lib/lsn.ts";
 import { type SentinelTransport, SqliteSentinelTransport } from "../lib/sentinel/transport.ts";
 import { withConnection } from "../lib/pg/connect.ts";
+import { type Endpoint, TcpSentinelTransport } from "../lib/sentinel/client.ts";
+import { loadSecret } from "../lib/sentinel/secret.ts";
 
-const transportOptions: OptionSpec[] = [dirOption, hostOption, portOption];
+const secretFileOption: OptionSpec = {
+  name: "secret-file",
+  type: "string",
+  value: "FILE",
+  help: "Read the coordinator's shared secret from FILE (else PGFERRY_SECRET)",
+};
+
+const tlsCaOption: OptionSpec = {
+  name: "tls-ca",
+  type: "string",
+  value: "FILE",
+  help: "Talk TLS to the coordinator, trusting the CA certificate in FILE (PEM)",
+};
+
+const tcpOptions: OptionSpec[] = [hostOption, portOption, secretFileOption, tlsCaOption];
+const transportOptions: OptionSpec[] = [dirOption, ...tcpOptions];
 
 const VALUE_FLAGS = [
   ["startpos", "startpos"],
@@ -33,12 +51,22 @@ const VALUE_FLAGS = [
   ["replay-lsn", "replay_lsn"],
 ] as const;
 
+/** The coordinator the options name, with the secret and CA they point to. */
+async function endpointFrom(options: OptionValues, host: string): Promise<Endpoint> {
+  const caFile = stringOption(options, "tls-ca");
+  return {
+    host,
+    port: intOption(options, "port", 1, 65535) ?? DEFAULT_COORDINATOR_PORT,
+    secret: await loadSecret(stringOption(options, "secret-file")),
+    tlsCa: caFile === undefined ? undefined : await Deno.readTextFile(caFile),
+  };
+}
+
 /** Opens the transport the options ask for: TCP with --host, else the catalog. */
-function openTransport(options: OptionValues): Promise<SentinelTransport> {
+async function openTransport(options: OptionValues): Promise<SentinelTransport> {
   const host = stringOption(options, "host");
-  if (host === undefined) return SqliteSentinelTransport.open(dirFrom(options));
-  const port = intOption(options, "port", 1, 65535) ?? 5442;
-  return Promise.reject(new UsageError(`TCP transport to "${host}:${port}" is not available yet`));
+  if (host === undefined) return await SqliteSentinelTransport.open(dirFrom(options));
+  return new TcpSentinelTransport(await endpointFrom(options, host));
 }
 
 /** The six `name  value` lines of `sentinel get`, as pgcopydb prints them. */
@@ -213,10 +241,45 @@ function setApplyCommand(word: "apply" | "prefetch"): CommandSpec {
   };
 }
 
+const ping: CommandSpec = {
+  path: ["stream", "sentinel", "ping"],
+  summary: "Check that the coordinator of a running follow answers (for scripts)",
+  description: `
+With --wait, keeps trying until the coordinator answers or SECONDS have passed.`,
+  options: [
+    ...tcpOptions,
+    { name: "wait", type: "string", value: "SECONDS", help: "Keep trying for up to SECONDS" },
+  ],
+  async run({ options, out }) {
+    const host = stringOption(options, "host");
+    if (host === undefined) throw new UsageError("ping needs --host: it talks to the coordinator");
+    const waitSeconds = intOption(options, "wait", 0, 86400) ?? 0;
+    const transport = new TcpSentinelTransport(await endpointFrom(options, host));
+    const deadline = Date.now() + waitSeconds * 1000;
+    for (;;) {
+      try {
+        await transport.ping();
+        out("pong");
+        return;
+      } catch (err) {
+        if (Date.now() >= deadline || !(err instanceof OperatorError) || !isUnreachable(err)) {
+          throw err;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+  },
+};
+
+function isUnreachable(err: OperatorError): boolean {
+  return err.message.startsWith("cannot reach");
+}
+
 /** The `stream sentinel` commands. */
 export const sentinelCommands: CommandSpec[] = [
   setup,
   get,
+  ping,
   setStartpos,
   setEndpos,
   setApplyCommand("apply"),

@@ -201,8 +201,7 @@ export function encodeMessage(msg: SentinelMessage): Uint8Array {
     case "SetEndpos":
     case "SetStartpos":
       setU64(view, p, msg.lsn, "lsn");
-      // the rest of the 256 bytes is already NUL
-      frame.set(cString(msg.reason, REASON_SIZE - 1), p + 8);
+      writeReason(frame.subarray(p + 8, p + 8 + REASON_SIZE), msg.reason);
       break;
     case "SentinelReply":
     case "PositionUpdate": {
@@ -505,6 +504,17 @@ function cString(text: string, max: number): Uint8Array {
   let cut = max;
   while (cut > 0 && (bytes[cut]! & 0xC0) === 0x80) cut--;
   return bytes.subarray(0, cut);
+}
+
+/**
+ * Writes `text` into a zero-filled 256-byte field as a C string: cut at the
+ * first NUL, at most 255 bytes so that a NUL always ends it. `encodeInto` only
+ * writes whole characters, so the cut never splits one.
+ */
+function writeReason(field: Uint8Array, text: string): void {
+  const { written } = utf8.encodeInto(text, field.subarray(0, REASON_SIZE - 1));
+  const nul = field.subarray(0, written).indexOf(0);
+  if (nul >= 0) field.fill(0, nul, written);
 }
 
 function setU64(view: DataView, off: number, value: bigint, field: string): void {
