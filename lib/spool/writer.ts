@@ -1,0 +1,244 @@
+/**
+ * The spool writer: appends decoded transactions to segment files under
+ * `<dir>/cdc/` as they arrive, so a transaction of any size passes through
+ * bounded memory.
+ *
+ * - Segments rotate only at commit boundaries: a transaction lives in one file.
+ * - A COMMIT patches its BEGIN with the end LSN, so readers know whether a
+ *   transaction is complete (and where it ends) before reading its changes.
+ * - A transaction whose end LSN is not after the last one spooled is a re-send
+ *   from the slot: it is cut back out, so nothing is spooled twice.
+ * - On open, a torn tail (a partial record, or a transaction without COMMIT) is
+ *   cut back to the last complete transaction; the slot sends it again.
+ * - `sync()` fsyncs; `durableLsn` is the end of the last transaction on disk,
+ *   the most that may be reported to the source as flushed.
+ */
+import { join } from "node:path";
+import type { Begin, Change, Commit } from "../decode/change.ts";
+import type { Lsn } from "../lsn.ts";
+import { encodeRecord, patchBegin, RecordKind, segmentName } from "./record.ts";
+import { RecordFile } from "./record_file.ts";
+import { listSegments, spoolDir } from "./segments.ts";
+
+const BUFFER = 1 << 20;
+
+export interface SpoolWriterOptions {
+  /** Rotate to a new segment at the first commit past this size (default 1 GiB). */
+  segmentSize?: number;
+}
+
+/** Appends transactions to the spool. Single writer: the receive stage. */
+export class SpoolWriter {
+  readonly cdcDir: string;
+  readonly #segmentSize: number;
+  #file!: Deno.FsFile;
+  #segmentPath = "";
+  /** Bytes of the current segment already written to the file. */
+  #fileSize = 0;
+  #buf = new Uint8Array(BUFFER);
+  #bufLen = 0;
+  /** The open transaction: where its BEGIN is, and a copy of that record. */
+  #txn: { offset: number; begin: Uint8Array } | undefined;
+  #lastCommit: Lsn = 0n;
+  #lastKeepalive: Lsn = 0n;
+  #durable: Lsn = 0n;
+  #dirty = false;
+
+  private constructor(cdcDir: string, options: SpoolWriterOptions) {
+    this.cdcDir = cdcDir;
+    this.#segmentSize = options.segmentSize ?? 2 ** 30;
+  }
+
+  /** Opens the spool of work directory `dir`, recovering a torn tail. */
+  static open(dir: string, options: SpoolWriterOptions = {}): SpoolWriter {
+    const writer = new SpoolWriter(spoolDir(dir), options);
+    writer.#recover();
+    return writer;
+  }
+
+  /** End LSN of the last complete transaction in the spool (written, maybe not yet synced). */
+  get lastCommit(): Lsn {
+    return this.#lastCommit;
+  }
+
+  /** End LSN of the last transaction known to be on disk. */
+  get durableLsn(): Lsn {
+    return this.#durable;
+  }
+
+  /** Whether a transaction has begun and not yet committed. */
+  get inTransaction(): boolean {
+    return this.#txn !== undefined;
+  }
+
+  /** Appends one change of the stream: Begin, a row change, or Commit. */
+  append(change: Change): void {
+    switch (change.tag) {
+      case "Begin":
+        this.#begin(change);
+        return;
+      case "Commit":
+        this.#commit(change);
+        return;
+      default:
+        if (this.#txn === undefined) {
+          throw new RangeError(`${change.tag} at ${change.lsn} outside a transaction`);
+        }
+        this.#write(encodeRecord(RecordKind.Change, change.lsn, change));
+    }
+  }
+
+  /**
+   * Records that nothing before `lsn` is pending (an idle PrimaryKeepalive), so
+   * apply may report it as reached once everything before it is applied.
+   */
+  keepalive(lsn: Lsn): void {
+    if (this.#txn !== undefined || lsn <= this.#lastCommit || lsn <= this.#lastKeepalive) return;
+    this.#lastKeepalive = lsn;
+    this.#write(encodeRecord(RecordKind.Keepalive, lsn));
+  }
+
+  /** Writes buffered records to the file (visible to readers, not yet durable). */
+  flush(): void {
+    if (this.#bufLen === 0) return;
+    writeAll(this.#file, this.#buf.subarray(0, this.#bufLen));
+    this.#fileSize += this.#bufLen;
+    this.#bufLen = 0;
+    this.#dirty = true;
+  }
+
+  /** Flushes and fsyncs; returns the new durable LSN. */
+  sync(): Lsn {
+    const committed = this.#lastCommit;
+    this.flush();
+    if (this.#dirty) {
+      this.#file.syncDataSync();
+      this.#dirty = false;
+    }
+    this.#durable = committed;
+    return this.#durable;
+  }
+
+  close(): void {
+    this.sync();
+    this.#file.close();
+  }
+
+  #begin(change: Begin): void {
+    if (this.#txn !== undefined) {
+      throw new RangeError(`BEGIN at ${change.lsn} inside an open transaction`);
+    }
+    const record = encodeRecord(RecordKind.Begin, change.lsn, change);
+    this.#txn = { offset: this.#fileSize + this.#bufLen, begin: record };
+    this.#write(record);
+  }
+
+  #commit(change: Commit): void {
+    const txn = this.#txn;
+    if (txn === undefined) throw new RangeError(`COMMIT at ${change.lsn} outside a transaction`);
+    this.#txn = undefined;
+    if (change.endLsn <= this.#lastCommit) {
+      this.#cutBackTo(txn.offset); // the slot sent a transaction we already have
+      return;
+    }
+    patchBegin(txn.begin, change.endLsn, change.commitTime);
+    if (txn.offset >= this.#fileSize) {
+      this.#buf.set(txn.begin, txn.offset - this.#fileSize);
+    } else {
+      this.#file.seekSync(txn.offset, Deno.SeekMode.Start);
+      writeAll(this.#file, txn.begin);
+      this.#file.seekSync(0, Deno.SeekMode.End);
+    }
+    this.#write(encodeRecord(RecordKind.Commit, change.lsn, change));
+    this.#lastCommit = change.endLsn;
+    if (this.#fileSize + this.#bufLen >= this.#segmentSize) this.#rotate();
+  }
+
+  #write(record: Uint8Array): void {
+    if (this.#bufLen + record.length > this.#buf.length) this.flush();
+    if (record.length > this.#buf.length) {
+      writeAll(this.#file, record);
+      this.#fileSize += record.length;
+      this.#dirty = true;
+    } else {
+      this.#buf.set(record, this.#bufLen);
+      this.#bufLen += record.length;
+    }
+  }
+
+  #cutBackTo(offset: number): void {
+    if (offset >= this.#fileSize) {
+      this.#bufLen = offset - this.#fileSize;
+    } else {
+      this.#bufLen = 0;
+      this.#file.truncateSync(offset);
+      this.#file.seekSync(offset, Deno.SeekMode.Start);
+      this.#fileSize = offset;
+    }
+  }
+
+  #rotate(): void {
+    this.sync();
+    this.#file.close();
+    this.#openSegment(join(this.cdcDir, segmentName(this.#lastCommit)));
+  }
+
+  #openSegment(path: string): void {
+    this.#file = Deno.openSync(path, { read: true, write: true, create: true });
+    this.#segmentPath = path;
+    this.#fileSize = this.#file.seekSync(0, Deno.SeekMode.End);
+  }
+
+  /** Finds the last complete transaction and cuts off whatever follows it. */
+  #recover(): void {
+    Deno.mkdirSync(this.cdcDir, { recursive: true });
+    const segments = listSegments(this.cdcDir);
+    const last = segments.at(-1);
+    if (last === undefined) {
+      this.#openSegment(join(this.cdcDir, segmentName(0n)));
+      return;
+    }
+    this.#lastCommit = last.after;
+    const file = new RecordFile(last.path);
+    let goodEnd = 0;
+    let inTxn = false;
+    try {
+      for (;;) {
+        const next = file.peek();
+        if (next === undefined) break;
+        file.offset += next.length;
+        const { record } = next;
+        if (record.kind === RecordKind.Begin) inTxn = true;
+        if (record.kind === RecordKind.Commit) {
+          inTxn = false;
+          goodEnd = file.offset;
+          if (record.change.tag === "Commit") this.#lastCommit = record.change.endLsn;
+        }
+        if (record.kind === RecordKind.Keepalive && !inTxn) {
+          goodEnd = file.offset;
+          this.#lastKeepalive = record.lsn;
+        }
+      }
+    } finally {
+      file.close();
+    }
+    this.#openSegment(last.path);
+    if (goodEnd < this.#fileSize) {
+      this.#file.truncateSync(goodEnd);
+      this.#file.seekSync(goodEnd, Deno.SeekMode.Start);
+      this.#fileSize = goodEnd;
+      this.#file.syncDataSync();
+    }
+    this.#durable = this.#lastCommit;
+  }
+
+  /** The segment being written. */
+  get segmentPath(): string {
+    return this.#segmentPath;
+  }
+}
+
+function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
+  let written = 0;
+  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+}

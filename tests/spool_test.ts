@@ -1,0 +1,159 @@
+import { join } from "node:path";
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { tempDir } from "./helpers/env.ts";
+import { SpoolWriter } from "../lib/spool/writer.ts";
+import { SpoolReader } from "../lib/spool/reader.ts";
+import { RecordKind, type SpoolRecord } from "../lib/spool/record.ts";
+import { listSegments, spoolDir } from "../lib/spool/segments.ts";
+import type { Change, Column } from "../lib/decode/change.ts";
+
+const columns: Column[] = [
+  { name: "id", typeOid: 23, typeName: "integer", key: true },
+  { name: "v", typeOid: 25, typeName: "text", key: false },
+];
+
+/** Transaction `n`: BEGIN, `rows` inserts, COMMIT ending at (n + 1) * 0x1000. */
+function txn(n: number, rows = 2, text = "x"): Change[] {
+  const base = BigInt(n) * 0x1000n;
+  const out: Change[] = [{ tag: "Begin", lsn: base + 1n, xid: 700 + n }];
+  for (let r = 0; r < rows; r++) {
+    out.push({
+      tag: "Insert",
+      lsn: base + 2n + BigInt(r),
+      relation: { schema: "public", table: "t" },
+      new: { columns, values: [String(n * 1000 + r), `${text}'\n\\${r}`] },
+    });
+  }
+  out.push({
+    tag: "Commit",
+    lsn: base + 0x1000n,
+    endLsn: base + 0x1000n,
+    commitTime: 1234n + BigInt(n),
+  });
+  return out;
+}
+
+function drain(reader: SpoolReader): SpoolRecord[] {
+  const out: SpoolRecord[] = [];
+  for (let r = reader.next(); r !== undefined; r = reader.next()) out.push(r);
+  return out;
+}
+
+function commits(records: SpoolRecord[]): bigint[] {
+  return records.flatMap((r) =>
+    r.kind === RecordKind.Commit && r.change.tag === "Commit" ? [r.change.endLsn] : []
+  );
+}
+
+Deno.test("the spool returns complete transactions in order, with their values intact", async () => {
+  const dir = await tempDir("spool");
+  const writer = SpoolWriter.open(dir);
+  for (let n = 0; n < 5; n++) for (const c of txn(n)) writer.append(c);
+  writer.sync();
+  const records = drain(new SpoolReader(dir));
+  assertEquals(records.length, 5 * 4);
+  const begin = records[0]!;
+  assert(begin.kind === RecordKind.Begin);
+  assertEquals([begin.endLsn, begin.commitTime], [0x1000n, 1234n]);
+  const insert = records[1]!;
+  assert(insert.kind === RecordKind.Change && insert.change.tag === "Insert");
+  assertEquals(insert.change.new.values, ["0", "x'\n\\0"]);
+  assertEquals(commits(records), [0x1000n, 0x2000n, 0x3000n, 0x4000n, 0x5000n]);
+  writer.close();
+});
+
+Deno.test("a transaction still open is not handed out until its COMMIT is spooled", async () => {
+  const dir = await tempDir("spool-open");
+  const writer = SpoolWriter.open(dir);
+  const [begin, a, b, commit] = txn(0);
+  writer.append(begin!);
+  writer.append(a!);
+  writer.flush();
+  const reader = new SpoolReader(dir);
+  assertEquals(reader.next(), undefined);
+  writer.append(b!);
+  writer.flush();
+  assertEquals(reader.next(), undefined);
+  writer.append(commit!);
+  writer.flush();
+  assertEquals(drain(reader).length, 4);
+  writer.close();
+  reader.close();
+});
+
+Deno.test("a transaction the slot sends again is not spooled twice", async () => {
+  const dir = await tempDir("spool-resend");
+  let writer = SpoolWriter.open(dir);
+  for (const n of [0, 1, 2]) for (const c of txn(n)) writer.append(c);
+  writer.close();
+  writer = SpoolWriter.open(dir);
+  assertEquals(writer.lastCommit, 0x3000n);
+  for (const n of [1, 2, 3]) for (const c of txn(n, n === 2 ? 5000 : 2)) writer.append(c);
+  writer.close();
+  assertEquals(commits(drain(new SpoolReader(dir))), [0x1000n, 0x2000n, 0x3000n, 0x4000n]);
+});
+
+Deno.test("a torn tail is cut back to the last complete transaction on open", async () => {
+  const dir = await tempDir("spool-torn");
+  const writer = SpoolWriter.open(dir);
+  for (const n of [0, 1]) for (const c of txn(n)) writer.append(c);
+  const [begin, a] = txn(2);
+  writer.append(begin!);
+  writer.append(a!);
+  writer.sync();
+  const path = writer.segmentPath;
+  writer.close();
+  const size = (await Deno.stat(path)).size;
+  await Deno.truncate(path, size - 7); // cut the last record in the middle
+  const again = SpoolWriter.open(dir);
+  assertEquals(again.lastCommit, 0x2000n);
+  for (const c of txn(2)) again.append(c);
+  again.close();
+  const records = drain(new SpoolReader(dir));
+  assertEquals(commits(records), [0x1000n, 0x2000n, 0x3000n]);
+  assertEquals(records.length, 12);
+});
+
+Deno.test("segments rotate at commit boundaries only, and the reader crosses them", async () => {
+  const dir = await tempDir("spool-rotate");
+  const writer = SpoolWriter.open(dir, { segmentSize: 4096 });
+  for (let n = 0; n < 40; n++) for (const c of txn(n, n === 7 ? 300 : 3)) writer.append(c);
+  writer.close();
+  const segments = listSegments(spoolDir(dir));
+  assert(segments.length > 5, `${segments.length} segments`);
+  const reader = new SpoolReader(dir);
+  const records = drain(reader);
+  assertEquals(commits(records), Array.from({ length: 40 }, (_, n) => BigInt(n + 1) * 0x1000n));
+  // Every segment starts with a BEGIN (a transaction never spans two files).
+  for (const segment of segments.slice(1)) {
+    const bytes = await Deno.readFile(segment.path);
+    assertEquals(bytes[8], RecordKind.Begin);
+  }
+  // Seeking skips whole segments that end before the position.
+  reader.seek(0x20000n);
+  const after = commits(drain(reader));
+  assert(after[0]! <= 0x21000n && after.at(-1) === 0x28000n, String(after[0]));
+  reader.close();
+});
+
+Deno.test("keepalives are spooled between transactions only, and survive recovery", async () => {
+  const dir = await tempDir("spool-keepalive");
+  const writer = SpoolWriter.open(dir);
+  for (const c of txn(0)) writer.append(c);
+  writer.keepalive(0x1800n);
+  writer.keepalive(0x1800n); // not twice
+  const [begin] = txn(1);
+  writer.append(begin!);
+  writer.keepalive(0x1900n); // inside a transaction: ignored
+  writer.close();
+  const reopened = SpoolWriter.open(dir);
+  reopened.close();
+  const kinds = drain(new SpoolReader(dir)).map((r) => r.kind);
+  assertEquals(kinds, [1, 2, 2, 3, RecordKind.Keepalive]);
+  assertEquals(
+    await Deno.stat(join(spoolDir(dir), listSegments(spoolDir(dir))[0]!.name)).then((s) =>
+      s.size > 0
+    ),
+    true,
+  );
+});
