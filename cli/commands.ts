@@ -4,6 +4,7 @@
  */
 import type { CommandSpec } from "./command.ts";
 import { sentinelCommands } from "./sentinel.ts";
+import { followCommands } from "./follow.ts";
 import config from "../deno.json" with { type: "json" };
 
 /** pgferry's version, from deno.json. */
@@ -21,6 +22,7 @@ const version: CommandSpec = {
 
 /** Every leaf command. `help` is handled by main.ts from this table. */
 export const COMMANDS: CommandSpec[] = [
+  ...followCommands,
   ...sentinelCommands,
   version,
 ];

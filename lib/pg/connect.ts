@@ -16,18 +16,32 @@ export interface ConnectOptions {
   role?: string;
   /** Seconds to wait for a connection (default 10). */
   connectTimeout?: number;
+  /**
+   * Send every parameter as the text it is, never through postgres.js's type
+   * serializers (which would re-encode json, dates and bytea given as text).
+   */
+  textParameters?: boolean;
 }
 
 /** Opens a client; nothing connects until the first query. */
 export function connect(pguri: string, options: ConnectOptions = {}): Sql {
-  return postgres(pguri, {
+  const sql = postgres(pguri, {
     max: options.max ?? 1,
     connect_timeout: options.connectTimeout ?? 10,
     onnotice: () => {},
     idle_timeout: 0,
     prepare: true,
     connection: { application_name: "pgferry" },
-  }) as unknown as Sql;
+  });
+  if (options.textParameters) {
+    // No serializer ever applies, including the array ones postgres.js adds once connected.
+    (sql.options as unknown as { serializers: object }).serializers = new Proxy({}, {
+      has: () => false,
+      get: () => undefined,
+      set: () => true,
+    });
+  }
+  return sql as unknown as Sql;
 }
 
 /** Runs `fn` with a short-lived client, closing it afterwards, with errors that name the server. */

@@ -4,7 +4,8 @@
  * process in logs, errors or the catalog: `maskPassword` is applied at every edge.
  */
 
-const URI_PASSWORD = /^(postgres(?:ql)?:\/\/[^:@/?#]*:)([^@]*)(@)/i;
+// The password ends at the last "@" (an unencoded "@" may be part of it): over-masking is safe.
+const URI_PASSWORD = /^(postgres(?:ql)?:\/\/[^:@/?#]*:)(.*)(@)(?=[^@]*$)/i;
 const KEYWORD_PASSWORD = /(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)/gi;
 const QUERY_PASSWORD = /([?&]password=)([^&#]*)/gi;
 
@@ -31,7 +32,7 @@ export function stripPassword(pguri: string): string {
 /** Masks every connection string that appears inside a longer text (an error message). */
 export function maskPasswordsIn(text: string): string {
   return text
-    .replace(/postgres(?:ql)?:\/\/[^:@/?#\s]*:[^@\s]*@/gi, (m) => m.replace(/:[^:@]*@$/, ":****@"))
+    .replace(/(postgres(?:ql)?:\/\/[^:@/?#\s]*:)\S*@(?=[^@\s]*(\s|$))/gi, "$1****@")
     .replace(KEYWORD_PASSWORD, "$1****")
     .replace(QUERY_PASSWORD, "$1****");
 }

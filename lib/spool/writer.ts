@@ -61,7 +61,15 @@ export class SpoolWriter {
     return this.#lastCommit;
   }
 
-  /** End LSN of the last transaction known to be on disk. */
+  /**
+   * How far the spool is complete: the end of the last transaction, or a later
+   * keepalive position (nothing before it is missing). Receive restarts here.
+   */
+  get position(): Lsn {
+    return this.#lastKeepalive > this.#lastCommit ? this.#lastKeepalive : this.#lastCommit;
+  }
+
+  /** The `position` known to be on disk. */
   get durableLsn(): Lsn {
     return this.#durable;
   }
@@ -109,7 +117,7 @@ export class SpoolWriter {
 
   /** Flushes and fsyncs; returns the new durable LSN. */
   sync(): Lsn {
-    const committed = this.#lastCommit;
+    const committed = this.position;
     this.flush();
     if (this.#dirty) {
       this.#file.syncDataSync();
@@ -137,7 +145,7 @@ export class SpoolWriter {
     const txn = this.#txn;
     if (txn === undefined) throw new RangeError(`COMMIT at ${change.lsn} outside a transaction`);
     this.#txn = undefined;
-    if (change.endLsn <= this.#lastCommit) {
+    if (change.endLsn <= this.position) {
       this.#cutBackTo(txn.offset); // the slot sent a transaction we already have
       return;
     }
@@ -229,7 +237,7 @@ export class SpoolWriter {
       this.#fileSize = goodEnd;
       this.#file.syncDataSync();
     }
-    this.#durable = this.#lastCommit;
+    this.#durable = this.position;
   }
 
   /** The segment being written. */

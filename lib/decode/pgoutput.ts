@@ -1,0 +1,357 @@
+/**
+ * pgoutput, logical replication protocol version 1, to Changes. Integers are
+ * big-endian; String is NUL-terminated UTF-8 (client_encoding); Int64 LSNs and
+ * timestamps (microseconds since 2000-01-01 UTC).
+ *
+ * ```
+ * Begin     'B' finalLsn:Int64 commitTime:Int64 xid:Int32
+ * Commit    'C' flags:Int8(0) commitLsn:Int64 endLsn:Int64 commitTime:Int64
+ * Origin    'O' commitLsn:Int64 name:String                         (ignored)
+ * Relation  'R' relid:Int32 namespace:String name:String replident:Int8
+ *               ncols:Int16 { flags:Int8(1 = key) name:String typeOid:Int32 typmod:Int32 }*
+ * Type      'Y' oid:Int32 namespace:String name:String              (names the type)
+ * Insert    'I' relid:Int32 'N' TupleData
+ * Update    'U' relid:Int32 [ ('K' | 'O') TupleData ] 'N' TupleData
+ * Delete    'D' relid:Int32 ('K' | 'O') TupleData
+ * Truncate  'T' nrels:Int32 options:Int8(1 cascade, 2 restart identity) relid:Int32*
+ * Message   'M' flags:Int8 lsn:Int64 prefix:String len:Int32 bytes  (ignored)
+ * TupleData ncols:Int16 { 'n' | 'u' | 't' len:Int32 bytes }*
+ * ```
+ *
+ * An empty namespace means pg_catalog. 'K' tuples carry every column with
+ * null for the non-key ones; the decoder keeps the key columns. Generated
+ * columns are never sent (PostgreSQL 15). See "Logical Replication Message
+ * Formats" in the PostgreSQL documentation.
+ */
+import type { Lsn } from "../lsn.ts";
+import { BUILTIN_TYPE_NAMES } from "./builtin_types.ts";
+import {
+  type Change,
+  type ChangeDecoder,
+  type Column,
+  type OldTuple,
+  type Relation,
+  type RelationColumn,
+  type TableName,
+  type Tuple,
+  UNCHANGED_TOAST,
+  type Value,
+} from "./change.ts";
+import { oldKeyRepeatsNew } from "./old_key.ts";
+import type { PluginOptions } from "./plugin_options.ts";
+import { decodeUtf8 } from "./utf8.ts";
+
+/**
+ * The options pgoutput needs: protocol version 1 and the publications, written
+ * as a list of quoted identifiers (pgoutput splits it like SQL identifiers).
+ * Binary transfer and streaming stay off: values arrive as text, and
+ * transactions only once committed.
+ */
+export function pgoutputOptions(publications: readonly string[]): PluginOptions {
+  if (publications.length === 0) throw new RangeError("pgoutput needs at least one publication");
+  const names = publications.map((name) => `"${name.replaceAll('"', '""')}"`).join(",");
+  return [["proto_version", "1"], ["publication_names", names]];
+}
+
+const REPLICA_IDENTITIES = new Set(["d", "n", "f", "i"]);
+
+/** A Relation plus what decoding its tuples needs. */
+interface RelationState {
+  readonly relation: Relation;
+  readonly name: TableName;
+  /** All columns, in message order: the `columns` of new tuples and of 'O' tuples. */
+  readonly columns: readonly Column[];
+  /** Positions of the key columns, and those columns: the `columns` of 'K' tuples. */
+  readonly keyIndexes: readonly number[];
+  readonly keyColumns: readonly Column[];
+}
+
+const EMPTY_BYTES = new Uint8Array(0);
+const EMPTY_VIEW = new DataView(EMPTY_BYTES.buffer);
+
+function invalid(detail: string): SyntaxError {
+  return new SyntaxError(`Invalid pgoutput message: ${detail}`);
+}
+
+/**
+ * Decodes pgoutput messages. Keeps the Relation and Type messages it has seen
+ * (pgoutput sends each once per session, and again when the table changes).
+ */
+export class PgoutputDecoder implements ChangeDecoder {
+  readonly #relations = new Map<number, RelationState>();
+  readonly #typeNames = new Map<number, string>();
+  // Read position inside the message being decoded.
+  #bytes: Uint8Array = EMPTY_BYTES;
+  #view: DataView = EMPTY_VIEW;
+  #pos = 0;
+
+  /** The Relation last received for `relid`. */
+  relation(relid: number): Relation | undefined {
+    return this.#relations.get(relid)?.relation;
+  }
+
+  decode(walStart: Lsn, data: Uint8Array): Change[] {
+    const change = this.decodeOne(walStart, data);
+    return change === null ? [] : [change];
+  }
+
+  /** Like `decode`, without the array: null for messages that make no Change. */
+  decodeOne(walStart: Lsn, data: Uint8Array): Change | null {
+    if (data.length === 0) throw invalid("empty message");
+    this.#bytes = data;
+    this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    this.#pos = 1;
+    const type = data[0]!;
+    try {
+      switch (type) {
+        case 0x42: // 'B'
+          return this.#begin(walStart);
+        case 0x43: // 'C'
+          return this.#commit(walStart);
+        case 0x49: // 'I'
+          return this.#insert(walStart);
+        case 0x55: // 'U'
+          return this.#update(walStart);
+        case 0x44: // 'D'
+          return this.#delete(walStart);
+        case 0x54: // 'T'
+          return this.#truncate(walStart);
+        case 0x52: // 'R'
+          this.#relationMessage();
+          return null;
+        case 0x59: // 'Y'
+          this.#typeMessage();
+          return null;
+        case 0x4f: // 'O'
+        case 0x4d: // 'M'
+          return null;
+        default:
+          throw invalid(
+            `unsupported message type "${String.fromCharCode(type)}" (0x${
+              type.toString(16).padStart(2, "0")
+            })`,
+          );
+      }
+    } catch (err) {
+      if (err instanceof RangeError) {
+        // DataView read past the end.
+        throw invalid(`"${String.fromCharCode(type)}" message truncated at ${data.length} bytes`);
+      }
+      if (err instanceof TypeError) {
+        throw new SyntaxError("Invalid pgoutput message: text is not valid UTF-8", { cause: err });
+      }
+      throw err;
+    } finally {
+      // Do not hold on to the receive buffer.
+      this.#bytes = EMPTY_BYTES;
+      this.#view = EMPTY_VIEW;
+    }
+  }
+
+  #u8(): number {
+    return this.#view.getUint8(this.#pos++);
+  }
+
+  #u16(): number {
+    const v = this.#view.getUint16(this.#pos);
+    this.#pos += 2;
+    return v;
+  }
+
+  #u32(): number {
+    const v = this.#view.getUint32(this.#pos);
+    this.#pos += 4;
+    return v;
+  }
+
+  #i32(): number {
+    const v = this.#view.getInt32(this.#pos);
+    this.#pos += 4;
+    return v;
+  }
+
+  #u64(): bigint {
+    const v = this.#view.getBigUint64(this.#pos);
+    this.#pos += 8;
+    return v;
+  }
+
+  #i64(): bigint {
+    const v = this.#view.getBigInt64(this.#pos);
+    this.#pos += 8;
+    return v;
+  }
+
+  #string(): string {
+    const end = this.#bytes.indexOf(0, this.#pos);
+    if (end < 0) throw invalid("string without terminating NUL");
+    const s = decodeUtf8(this.#bytes.subarray(this.#pos, end));
+    this.#pos = end + 1;
+    return s;
+  }
+
+  #begin(lsn: Lsn): Change {
+    const finalLsn = this.#u64();
+    const commitTime = this.#i64();
+    const xid = this.#u32();
+    return { tag: "Begin", lsn, xid, finalLsn, commitTime };
+  }
+
+  #commit(lsn: Lsn): Change {
+    this.#u8(); // flags, unused
+    const commitLsn = this.#u64();
+    const endLsn = this.#u64();
+    const commitTime = this.#i64();
+    return { tag: "Commit", lsn, commitLsn, endLsn, commitTime };
+  }
+
+  #relationMessage(): void {
+    const relid = this.#u32();
+    const namespace = this.#string();
+    const table = this.#string();
+    const replicaIdentity = String.fromCharCode(this.#u8());
+    if (!REPLICA_IDENTITIES.has(replicaIdentity)) {
+      throw invalid(`relation ${relid} has unknown replica identity "${replicaIdentity}"`);
+    }
+    const ncols = this.#u16();
+    const relationColumns: RelationColumn[] = [];
+    const columns: Column[] = [];
+    const keyIndexes: number[] = [];
+    const keyColumns: Column[] = [];
+    for (let i = 0; i < ncols; i++) {
+      const key = (this.#u8() & 1) === 1;
+      const name = this.#string();
+      const typeOid = this.#u32();
+      const typeMod = this.#i32();
+      const typeName = BUILTIN_TYPE_NAMES.get(typeOid) ?? this.#typeNames.get(typeOid) ?? null;
+      const column: Column = { name, typeOid, typeName, key };
+      relationColumns.push({ ...column, typeMod, generated: false });
+      columns.push(column);
+      if (key) {
+        keyIndexes.push(i);
+        keyColumns.push(column);
+      }
+    }
+    const schema = namespace === "" ? "pg_catalog" : namespace;
+    const relation: Relation = {
+      relid,
+      schema,
+      table,
+      replicaIdentity: replicaIdentity as Relation["replicaIdentity"],
+      columns: relationColumns,
+    };
+    this.#relations.set(relid, {
+      relation,
+      name: { schema, table },
+      columns,
+      keyIndexes,
+      keyColumns,
+    });
+  }
+
+  #typeMessage(): void {
+    const oid = this.#u32();
+    const namespace = this.#string();
+    const name = this.#string();
+    const quoted = `"${name.replaceAll('"', '""')}"`;
+    this.#typeNames.set(
+      oid,
+      namespace === "" ? quoted : `"${namespace.replaceAll('"', '""')}".${quoted}`,
+    );
+  }
+
+  #relationState(): RelationState {
+    const relid = this.#u32();
+    const state = this.#relations.get(relid);
+    if (state === undefined) {
+      throw invalid(`relation ${relid} was not described by a Relation message`);
+    }
+    return state;
+  }
+
+  /** Reads TupleData into one value per column of `state`. */
+  #values(state: RelationState): Value[] {
+    const ncols = this.#u16();
+    if (ncols !== state.columns.length) {
+      throw invalid(
+        `tuple of "${state.name.schema}"."${state.name.table}" has ${ncols} columns, its Relation ${state.columns.length}`,
+      );
+    }
+    const values: Value[] = new Array(ncols);
+    const bytes = this.#bytes;
+    for (let i = 0; i < ncols; i++) {
+      const kind = this.#u8();
+      if (kind === 0x74) { // 't'
+        const len = this.#u32();
+        const start = this.#pos;
+        const end = start + len;
+        if (end > bytes.length) throw new RangeError("value past end");
+        values[i] = decodeUtf8(bytes.subarray(start, end));
+        this.#pos = end;
+      } else if (kind === 0x6e) { // 'n'
+        values[i] = null;
+      } else if (kind === 0x75) { // 'u'
+        values[i] = UNCHANGED_TOAST;
+      } else {
+        throw invalid(`unsupported tuple value kind "${String.fromCharCode(kind)}"`);
+      }
+    }
+    return values;
+  }
+
+  #newTuple(state: RelationState): Tuple {
+    const marker = this.#u8();
+    if (marker !== 0x4e) {
+      throw invalid(`expected "N" before the new tuple, got "${String.fromCharCode(marker)}"`);
+    }
+    return { columns: state.columns, values: this.#values(state) };
+  }
+
+  #oldTuple(state: RelationState, marker: number): OldTuple {
+    const values = this.#values(state);
+    if (marker === 0x4f) return { kind: "row", columns: state.columns, values }; // 'O'
+    const keyValues: Value[] = state.keyIndexes.map((i) => values[i]!);
+    return { kind: "key", columns: state.keyColumns, values: keyValues };
+  }
+
+  #insert(lsn: Lsn): Change {
+    const state = this.#relationState();
+    return { tag: "Insert", lsn, relation: state.name, new: this.#newTuple(state) };
+  }
+
+  #update(lsn: Lsn): Change {
+    const state = this.#relationState();
+    let old: OldTuple | null = null;
+    const marker = this.#bytes[this.#pos];
+    if (marker === 0x4b || marker === 0x4f) { // 'K' | 'O'
+      this.#pos++;
+      old = this.#oldTuple(state, marker);
+    }
+    const next = this.#newTuple(state);
+    if (old !== null && oldKeyRepeatsNew(old, next)) old = null;
+    return { tag: "Update", lsn, relation: state.name, old, new: next };
+  }
+
+  #delete(lsn: Lsn): Change {
+    const state = this.#relationState();
+    const marker = this.#u8();
+    if (marker !== 0x4b && marker !== 0x4f) {
+      throw invalid(`expected "K" or "O" in a Delete, got "${String.fromCharCode(marker)}"`);
+    }
+    return { tag: "Delete", lsn, relation: state.name, old: this.#oldTuple(state, marker) };
+  }
+
+  #truncate(lsn: Lsn): Change {
+    const n = this.#u32();
+    const options = this.#u8();
+    const relations: TableName[] = [];
+    for (let i = 0; i < n; i++) relations.push(this.#relationState().name);
+    return {
+      tag: "Truncate",
+      lsn,
+      relations,
+      cascade: (options & 1) !== 0,
+      restartIdentity: (options & 2) !== 0,
+    };
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * Setting up and tearing down what streaming needs: the source's slot (and,
+ * for pgoutput, its publication), the target's replication origin advanced to
+ * the slot's consistent point, and the sentinel's startpos.
+ */
+import type { Catalog } from "../catalog/catalog.ts";
+import { setupSentinel, updateSentinel } from "../catalog/sentinel_store.ts";
+import { OperatorError } from "../errors.ts";
+import { formatLsn, type Lsn, parseLsn } from "../lsn.ts";
+import { logger } from "../log.ts";
+import { type Sql, withConnection } from "../pg/connect.ts";
+import { quoteIdent } from "../pg/quote.ts";
+import { type CreatedSlot, ReplicationConnection } from "../pg/replication.ts";
+import { stripPassword } from "../pg/uri.ts";
+import type { Plugin } from "./decoder_for.ts";
+
+const log = logger("setup");
+
+/** What `stream setup` records in the catalog, and what follow reads back. */
+export interface StreamSetup {
+  source: string;
+  target: string;
+  slot: string;
+  origin: string;
+  plugin: Plugin;
+  publication: string;
+  consistentPoint: Lsn;
+  snapshot: string | null;
+}
+
+/** The setup recorded in the catalog, or undefined. */
+export function readSetup(catalog: Catalog): Omit<StreamSetup, "source" | "target"> | undefined {
+  const row = catalog.db.prepare(
+    "select slot_name, origin, plugin, publication, consistent_point, snapshot from setup where id = 1",
+  ).get() as Record<string, string | null> | undefined;
+  if (row === undefined || row["slot_name"] === null) return undefined;
+  return {
+    slot: row["slot_name"]!,
+    origin: row["origin"]!,
+    plugin: row["plugin"] as Plugin,
+    publication: row["publication"]!,
+    consistentPoint: parseLsn(row["consistent_point"] ?? "0/0"),
+    snapshot: row["snapshot"] ?? null,
+  };
+}
+
+async function slotExists(
+  sql: Sql,
+  slot: string,
+): Promise<{ plugin: string; confirmed: Lsn } | undefined> {
+  const [row] = await sql`
+    select plugin, coalesce(confirmed_flush_lsn, restart_lsn)::text as confirmed
+      from pg_replication_slots where slot_name = ${slot}`;
+  return row === undefined
+    ? undefined
+    : { plugin: row["plugin"] as string, confirmed: parseLsn(row["confirmed"] as string) };
+}
+
+/**
+ * Creates the slot with an exported snapshot on `replication` and returns it.
+ * The snapshot stays valid while that connection is open and idle.
+ */
+export async function createSlot(
+  replication: ReplicationConnection,
+  slot: string,
+  plugin: Plugin,
+): Promise<CreatedSlot> {
+  try {
+    return await replication.createLogicalSlot(slot, plugin, { exportSnapshot: true });
+  } catch (err) {
+    if ((err as { code?: string }).code === "42710") {
+      throw new OperatorError(`Replication slot "${slot}" already exists on the source`, {
+        hint: 'pass --resume to use it, or run "pgferry stream cleanup" to drop it',
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}
+
+/**
+ * Everything but the slot: publication, origin, sentinel, catalog record.
+ * With `resume`, existing objects are reused.
+ */
+export async function finishSetup(
+  catalog: Catalog,
+  setup: StreamSetup,
+  options: { resume: boolean; apply: boolean },
+): Promise<void> {
+  if (setup.plugin === "pgoutput") {
+    await withConnection(setup.source, "source", async (sql) => {
+      const [found] = await sql`select 1 from pg_publication where pubname = ${setup.publication}`;
+      if (found === undefined) {
+        await sql.unsafe(`create publication ${quoteIdent(setup.publication)} for all tables`);
+        log.info(`created publication "${setup.publication}" for all tables`);
+      }
+    });
+  }
+  await withConnection(setup.target, "target", async (sql) => {
+    const [found] = await sql`select 1 from pg_replication_origin where roname = ${setup.origin}`;
+    if (found !== undefined && !options.resume) {
+      throw new OperatorError(`Replication origin "${setup.origin}" already exists on the target`, {
+        hint: 'pass --resume to continue from its progress, or run "pgferry stream cleanup"',
+      });
+    }
+    if (found === undefined) {
+      await sql`select pg_replication_origin_create(${setup.origin})`;
+      await sql`select pg_replication_origin_advance(${setup.origin}, ${
+        formatLsn(setup.consistentPoint)
+      }::pg_lsn)`;
+      log.info(`created origin "${setup.origin}" at ${formatLsn(setup.consistentPoint)}`);
+    }
+  });
+  await catalog.write((db) => {
+    db.prepare(
+      `insert or replace into setup (id, source_pguri, target_pguri, snapshot, plugin, slot_name, origin, publication, consistent_point)
+       values (1, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      stripPassword(setup.source),
+      stripPassword(setup.target),
+      setup.snapshot,
+      setup.plugin,
+      setup.slot,
+      setup.origin,
+      setup.publication,
+      formatLsn(setup.consistentPoint),
+    );
+  });
+  const hasSentinel = catalog.db.prepare("select 1 from sentinel").get() !== undefined;
+  if (!hasSentinel || !options.resume) {
+    await setupSentinel(catalog, setup.consistentPoint, 0n);
+  }
+  if (options.apply) await updateSentinel(catalog, { apply: true });
+}
+
+/** Creates slot, publication, origin and sentinel (`stream setup`, `follow`). */
+export async function setupStream(
+  catalog: Catalog,
+  wanted: Omit<StreamSetup, "consistentPoint" | "snapshot">,
+  options: { resume: boolean; apply: boolean },
+): Promise<StreamSetup> {
+  const existing = await withConnection(
+    wanted.source,
+    "source",
+    (sql) => slotExists(sql, wanted.slot),
+  );
+  let setup: StreamSetup;
+  if (existing !== undefined) {
+    if (!options.resume) {
+      throw new OperatorError(`Replication slot "${wanted.slot}" already exists on the source`, {
+        hint: 'pass --resume to continue with it, or run "pgferry stream cleanup" to drop it',
+      });
+    }
+    if (existing.plugin !== wanted.plugin) {
+      throw new OperatorError(
+        `Replication slot "${wanted.slot}" uses plugin "${existing.plugin}", not "${wanted.plugin}"`,
+        {
+          hint: `pass --plugin ${existing.plugin}, or drop the slot with "pgferry stream cleanup"`,
+        },
+      );
+    }
+    const recorded = readSetup(catalog);
+    setup = {
+      ...wanted,
+      consistentPoint: recorded?.consistentPoint ?? existing.confirmed,
+      snapshot: null,
+    };
+    log.info(`reusing slot "${wanted.slot}"`);
+  } else {
+    await using replication = await ReplicationConnection.connect(wanted.source);
+    const created = await createSlot(replication, wanted.slot, wanted.plugin);
+    log.info(`created slot "${wanted.slot}" at ${formatLsn(created.consistentPoint)}`);
+    setup = { ...wanted, consistentPoint: created.consistentPoint, snapshot: created.snapshotName };
+  }
+  await finishSetup(catalog, setup, options);
+  return setup;
+}
+
+/** Drops the slot, the publication (when pgferry made it) and the origin. Missing ones are fine. */
+export async function cleanupStream(
+  source: string,
+  target: string | undefined,
+  names: { slot: string; origin: string; publication: string },
+): Promise<void> {
+  await withConnection(source, "source", async (sql) => {
+    const [slot] = await sql`
+      select active_pid from pg_replication_slots where slot_name = ${names.slot}`;
+    if (slot !== undefined) {
+      if (slot["active_pid"] !== null) {
+        await sql`select pg_terminate_backend(${slot["active_pid"] as number})`;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      await sql`select pg_drop_replication_slot(${names.slot})`;
+      log.info(`dropped slot "${names.slot}"`);
+    }
+    await sql.unsafe(`drop publication if exists ${quoteIdent(names.publication)}`);
+  });
+  if (target !== undefined) {
+    await withConnection(target, "target", async (sql) => {
+      const [found] = await sql`select 1 from pg_replication_origin where roname = ${names.origin}`;
+      if (found !== undefined) {
+        await sql`select pg_replication_origin_drop(${names.origin})`;
+        log.info(`dropped origin "${names.origin}"`);
+      }
+    });
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * Change → SQL text for the target. Values are written as untyped string
+ * literals (`'…'`, quotes doubled; standard_conforming_strings is on): the
+ * server reads each one with the type of the column it meets (INSERT target,
+ * SET target, or the other side of `=`), so no value is ever interpreted in
+ * JavaScript and user-defined types need no casts. Plain text lets apply send
+ * many statements in one round trip.
+ */
+import type {
+  Column,
+  Delete,
+  Insert,
+  OldTuple,
+  Truncate,
+  Tuple,
+  Update,
+  Value,
+} from "../decode/change.ts";
+import { isUnchangedToast } from "../decode/change.ts";
+import { qualifiedName, quoteIdent, quoteLiteral } from "../pg/quote.ts";
+
+/** What apply knows about a table on the target (see queries.ts `targetTable`). */
+export interface TargetTable {
+  schema: string;
+  table: string;
+  /** A partitioned table: TRUNCATE must not say ONLY. */
+  partitioned: boolean;
+  /** Has a GENERATED ALWAYS identity column: INSERT needs OVERRIDING SYSTEM VALUE. */
+  alwaysIdentity: boolean;
+  /** The replica identity index's columns (else the primary key's); empty when none. */
+  keyColumns: string[];
+  /** Stored generated columns: never written. */
+  generated: Set<string>;
+}
+
+/** One SQL statement, without the trailing semicolon. */
+export type Statement = string;
+
+/** A value as an untyped literal. */
+function literal(value: string | null): string {
+  return value === null ? "null" : quoteLiteral(value);
+}
+
+/** Types without an equality operator: compared as text when a whole old row identifies a row. */
+const NO_EQUALITY = new Set([
+  "json",
+  "xml",
+  "point",
+  "lseg",
+  "box",
+  "path",
+  "polygon",
+  "line",
+  "circle",
+]);
+
+function equals(column: Column, value: string): string {
+  const base = (column.typeName ?? "").replace(/\[\]$/, "");
+  return NO_EQUALITY.has(base)
+    ? `${quoteIdent(column.name)}::text = ${literal(value)}::text`
+    : `${quoteIdent(column.name)} = ${literal(value)}`;
+}
+
+export function insertSql(change: Insert, target: TargetTable): Statement {
+  const names: string[] = [];
+  const values: string[] = [];
+  forEachValue(change.new, target, (column, value) => {
+    names.push(quoteIdent(column.name));
+    values.push(literal(value));
+  });
+  const overriding = target.alwaysIdentity ? " overriding system value" : "";
+  const table = qualifiedName(target.schema, target.table);
+  return `insert into ${table} (${names.join(", ")})${overriding} values (${values.join(", ")})`;
+}
+
+/** The UPDATE, or undefined when it would set nothing (every new value is unchanged TOAST). */
+export function updateSql(change: Update, target: TargetTable): Statement | undefined {
+  const sets: string[] = [];
+  forEachValue(change.new, target, (column, value) => {
+    sets.push(`${quoteIdent(column.name)} = ${literal(value)}`);
+  });
+  if (sets.length === 0) return undefined;
+  const where = identify(change.old, change.new, target, "update");
+  const table = qualifiedName(target.schema, target.table);
+  return where.byCtid
+    ? `update ${table} set ${
+      sets.join(", ")
+    } where ctid = (select ctid from ${table} where ${where.text} limit 1)`
+    : `update ${table} set ${sets.join(", ")} where ${where.text}`;
+}
+
+export function deleteSql(change: Delete, target: TargetTable): Statement {
+  if (change.old === null) {
+    throw new RangeError(
+      `Cannot delete from ${
+        qualifiedName(target.schema, target.table)
+      } at ${change.lsn}: the source sent no old row (REPLICA IDENTITY NOTHING)`,
+    );
+  }
+  const where = identify(change.old, null, target, "delete");
+  const table = qualifiedName(target.schema, target.table);
+  return where.byCtid
+    ? `delete from ${table} where ctid = (select ctid from ${table} where ${where.text} limit 1)`
+    : `delete from ${table} where ${where.text}`;
+}
+
+/** TRUNCATE of several tables at once; partitioned ones without ONLY so that it reaches their partitions. */
+export function truncateSql(change: Truncate, targets: TargetTable[]): Statement {
+  const names = targets.map((t) =>
+    `${t.partitioned ? "" : "only "}${qualifiedName(t.schema, t.table)}`
+  );
+  return `truncate ${names.join(", ")}${change.restartIdentity ? " restart identity" : ""}${
+    change.cascade ? " cascade" : ""
+  }`;
+}
+
+/** Calls `fn` for each column value to write: not generated, not unchanged TOAST. */
+function forEachValue(
+  tuple: Tuple,
+  target: TargetTable,
+  fn: (column: Column, value: string | null) => void,
+) {
+  tuple.columns.forEach((column, i) => {
+    const value = tuple.values[i] as Value;
+    if (isUnchangedToast(value) || target.generated.has(column.name)) return;
+    fn(column, value);
+  });
+}
+
+/**
+ * The WHERE clause that finds the old row: the old key, the whole old row
+ * (REPLICA IDENTITY FULL: then at most one row, by ctid, since rows may repeat),
+ * or the key columns of the new row when the key did not change.
+ */
+function identify(
+  old: OldTuple | null,
+  next: Tuple | null,
+  target: TargetTable,
+  what: string,
+): { text: string; byCtid: boolean } {
+  const terms: string[] = [];
+  const add = (column: Column, value: string | null, nullable: boolean) => {
+    if (value === null) {
+      if (nullable) terms.push(`${quoteIdent(column.name)} is null`);
+      return;
+    }
+    terms.push(equals(column, value));
+  };
+  if (old !== null) {
+    old.columns.forEach((column, i) => {
+      const value = old.values[i] as Value;
+      if (isUnchangedToast(value) || target.generated.has(column.name)) return;
+      add(column, value, old.kind === "row");
+    });
+    if (terms.length > 0) return { text: terms.join(" and "), byCtid: old.kind === "row" };
+  }
+  if (next !== null) {
+    const flagged = next.columns.some((c) => c.key);
+    next.columns.forEach((column, i) => {
+      const isKey = flagged ? column.key : target.keyColumns.includes(column.name);
+      const value = next.values[i] as Value;
+      if (isKey && !isUnchangedToast(value)) add(column, value, false);
+    });
+    if (terms.length > 0) return { text: terms.join(" and "), byCtid: false };
+  }
+  throw new RangeError(
+    `Cannot ${what} a row of ${qualifiedName(target.schema, target.table)}: no key to find it by`,
+  );
+}

@@ -1,0 +1,176 @@
+/**
+ * The follow supervisor, on the main thread: starts the receive and apply
+ * stages as Web Workers, restarts one that fails with a transient error (with
+ * backoff), stops everything with a clear message on a permanent one, polls
+ * the sentinel to see endpos reached, and serves the coordinator when asked.
+ */
+import type { Catalog } from "../catalog/catalog.ts";
+import { readSentinel } from "../catalog/sentinel_store.ts";
+import { OperatorError } from "../errors.ts";
+import { formatLsn } from "../lsn.ts";
+import { logger } from "../log.ts";
+import { Coordinator, type CoordinatorOptions } from "../sentinel/coordinator.ts";
+import type { StreamState } from "../sentinel/codec.ts";
+import type { Plugin } from "./decoder_for.ts";
+import type { StageReport } from "./stage_worker.ts";
+
+const log = logger("follow");
+
+export type StageName = "receive" | "apply";
+
+export interface FollowOptions {
+  dir: string;
+  catalog: Catalog;
+  source: string;
+  target: string;
+  slot: string;
+  origin: string;
+  plugin: Plugin;
+  publication: string;
+  /** Which stages run: both for follow/replay, one for receive or apply alone. */
+  stages: StageName[];
+  /** Serve the sentinel over TCP while following. */
+  coordinator?: Omit<CoordinatorOptions, "catalog" | "state">;
+  signal?: AbortSignal;
+  segmentSize?: number | undefined;
+}
+
+const WORKER_URLS: Record<StageName, URL> = {
+  receive: new URL("./receive_worker.ts", import.meta.url),
+  apply: new URL("./apply_worker.ts", import.meta.url),
+};
+
+const MAX_BACKOFF_MS = 30_000;
+
+/** One stage's worker, restarted on transient failures. */
+class Stage {
+  readonly name: StageName;
+  readonly #options: Record<string, unknown>;
+  #worker: Worker | undefined;
+  #ended: Promise<StageReport> | undefined;
+  restarts = 0;
+
+  constructor(name: StageName, options: Record<string, unknown>) {
+    this.name = name;
+    this.#options = options;
+  }
+
+  /** Starts the worker; the promise settles with its report. */
+  start(): Promise<StageReport> {
+    const worker = new Worker(WORKER_URLS[this.name].href, { type: "module", name: this.name });
+    this.#worker = worker;
+    this.#ended = new Promise<StageReport>((resolve) => {
+      worker.onmessage = (event) => resolve(event.data as StageReport);
+      worker.onerror = (event) => {
+        event.preventDefault();
+        resolve({ type: "error", message: event.message, code: undefined, errorClass: "fatal" });
+      };
+    }).finally(() => worker.terminate());
+    worker.postMessage({ type: "start", options: this.#options });
+    return this.#ended;
+  }
+
+  /** Asks the worker to stop and waits for it (terminating it after a grace period). */
+  async stop(): Promise<void> {
+    if (this.#worker === undefined || this.#ended === undefined) return;
+    this.#worker.postMessage({ type: "stop" });
+    const grace = new Promise((resolve) => setTimeout(resolve, 10_000));
+    await Promise.race([this.#ended, grace]);
+    this.#worker.terminate();
+  }
+}
+
+/** Runs the stages until endpos is reached, the signal aborts, or a permanent error. */
+export async function runFollow(options: FollowOptions): Promise<void> {
+  const { catalog, signal } = options;
+  const first = readSentinel(catalog.db);
+  const target = options.stages.includes("apply") ? "replay" : "write";
+  if (first.endpos !== 0n && reached(first, target)) {
+    log.info(`endpos ${formatLsn(first.endpos)} already reached: nothing to do`);
+    return;
+  }
+  let state: StreamState = "init";
+  const coordinator = options.coordinator
+    ? Coordinator.start({ ...options.coordinator, catalog, state: () => state })
+    : undefined;
+  const stageOptions = {
+    dir: options.dir,
+    source: options.source,
+    target: options.target,
+    slot: options.slot,
+    origin: options.origin,
+    plugin: options.plugin,
+    publication: options.publication,
+    ...(options.segmentSize ? { segmentSize: options.segmentSize } : {}),
+  };
+  const stages = options.stages.map((name) => new Stage(name, stageOptions));
+  const running = new Map<Stage, Promise<StageReport>>();
+  let failure: OperatorError | undefined;
+  const stopAll = new AbortController();
+  const onAbort = () => stopAll.abort();
+  signal?.addEventListener("abort", onAbort, { once: true });
+
+  const launch = (stage: Stage) => running.set(stage, stage.start());
+  try {
+    stages.forEach(launch);
+    state = "streaming";
+    while (!stopAll.signal.aborted) {
+      const tick = new Promise<"tick">((resolve) => setTimeout(() => resolve("tick"), 200));
+      const outcome = await Promise.race([
+        tick,
+        ...[...running].map(([stage, p]) => p.then((report) => ({ stage, report }))),
+      ]);
+      if (outcome === "tick") {
+        const sentinel = readSentinel(catalog.db);
+        if (sentinel.endpos !== 0n && reached(sentinel, target)) break;
+        continue;
+      }
+      const { stage, report } = outcome;
+      running.delete(stage);
+      if (report.type === "done" && report.end === "endpos") {
+        log.info(`${stage.name} reached endpos`);
+        if (stage.name === "apply" || !options.stages.includes("apply")) break;
+        continue;
+      }
+      if (report.type === "done" || report.errorClass === "retryable") {
+        const why = report.type === "done" ? "the stream ended" : report.message;
+        const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(stage.restarts, 6));
+        const jittered = Math.round(backoff * (0.75 + Math.random() * 0.5));
+        stage.restarts++;
+        log.warn(`${stage.name} stopped, restarting in ${jittered} ms: ${why}`, {
+          code: report.type === "error" ? report.code : undefined,
+          restarts: stage.restarts,
+        });
+        await new Promise((resolve) => setTimeout(resolve, jittered));
+        if (!stopAll.signal.aborted) launch(stage);
+        continue;
+      }
+      failure = new OperatorError(`The ${stage.name} stage stopped: ${report.message}`, {
+        hint: report.errorClass === "permission"
+          ? "grant the missing privilege, then run the same command with --resume"
+          : "fix the cause, then run the same command with --resume: it continues where it stopped",
+      });
+      state = "error";
+      break;
+    }
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    await Promise.all(stages.map((stage) => stage.stop()));
+    if (state !== "error") state = "done";
+    await coordinator?.close();
+  }
+  if (failure) throw failure;
+  const sentinel = readSentinel(catalog.db);
+  log.info(
+    `stopped: write_lsn ${formatLsn(sentinel.writeLsn)}, replay_lsn ${
+      formatLsn(sentinel.replayLsn)
+    }`,
+  );
+}
+
+function reached(
+  sentinel: { endpos: bigint; replayLsn: bigint; writeLsn: bigint },
+  target: "replay" | "write",
+): boolean {
+  return (target === "replay" ? sentinel.replayLsn : sentinel.writeLsn) >= sentinel.endpos;
+}

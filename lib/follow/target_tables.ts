@@ -1,0 +1,59 @@
+/** What apply needs to know about the target's tables, asked once per table. */
+import type { Sql } from "../pg/connect.ts";
+import type { TableName } from "../decode/change.ts";
+import { qualifiedName } from "../pg/quote.ts";
+import type { TargetTable } from "./sql.ts";
+
+// $1 schema, $2 table
+const TARGET_TABLE_SQL = `
+select c.relkind = 'p' as partitioned,
+       exists (select 1 from pg_attribute a
+                where a.attrelid = c.oid and a.attidentity = 'a' and not a.attisdropped) as always_identity,
+       coalesce((select json_agg(a.attname::text order by k.ord)
+                   from (select i.indrelid, i.indkey from pg_index i
+                          where i.indrelid = c.oid and (i.indisreplident or i.indisprimary)
+                          order by i.indisreplident desc limit 1) i
+                        cross join lateral unnest(i.indkey) with ordinality k(attnum, ord)
+                        join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum),
+                '[]') as key_columns,
+       to_json(array(select a.attname::text from pg_attribute a
+              where a.attrelid = c.oid and a.attgenerated <> '' and not a.attisdropped)) as generated
+  from pg_class c join pg_namespace n on n.oid = c.relnamespace
+ where n.nspname = $1 and c.relname = $2`;
+
+/** A cache of TargetTable by name, filled from the target on first use. */
+export class TargetTables {
+  readonly #sql: Sql;
+  readonly #cache = new Map<string, TargetTable>();
+
+  constructor(sql: Sql) {
+    this.#sql = sql;
+  }
+
+  /** The cached entry, or undefined: then `load` it first. */
+  cached(name: TableName): TargetTable | undefined {
+    return this.#cache.get(`${name.schema}.${name.table}`);
+  }
+
+  async load(name: TableName): Promise<TargetTable> {
+    const hit = this.cached(name);
+    if (hit) return hit;
+    const rows = await this.#sql.unsafe(TARGET_TABLE_SQL, [name.schema, name.table]);
+    const row = rows[0];
+    if (row === undefined) {
+      throw new RangeError(
+        `Table ${qualifiedName(name.schema, name.table)} does not exist on the target`,
+      );
+    }
+    const table: TargetTable = {
+      schema: name.schema,
+      table: name.table,
+      partitioned: row["partitioned"] as boolean,
+      alwaysIdentity: row["always_identity"] as boolean,
+      keyColumns: row["key_columns"] as string[],
+      generated: new Set(row["generated"] as string[]),
+    };
+    this.#cache.set(`${name.schema}.${name.table}`, table);
+    return table;
+  }
+}
