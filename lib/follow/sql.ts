@@ -25,8 +25,11 @@ export interface TargetTable {
   table: string;
   /** A partitioned table: TRUNCATE must not say ONLY. */
   partitioned: boolean;
-  /** Has a GENERATED ALWAYS identity column: INSERT needs OVERRIDING SYSTEM VALUE. */
-  alwaysIdentity: boolean;
+  /**
+   * GENERATED ALWAYS identity columns: INSERT needs OVERRIDING SYSTEM VALUE,
+   * and UPDATE cannot set them (their value never changes).
+   */
+  alwaysIdentity: Set<string>;
   /** The replica identity index's columns (else the primary key's); empty when none. */
   keyColumns: string[];
   /** Stored generated columns: never written. */
@@ -68,7 +71,7 @@ export function insertSql(change: Insert, target: TargetTable): Statement {
     names.push(quoteIdent(column.name));
     values.push(literal(value));
   });
-  const overriding = target.alwaysIdentity ? " overriding system value" : "";
+  const overriding = target.alwaysIdentity.size > 0 ? " overriding system value" : "";
   const table = qualifiedName(target.schema, target.table);
   return `insert into ${table} (${names.join(", ")})${overriding} values (${values.join(", ")})`;
 }
@@ -77,6 +80,7 @@ export function insertSql(change: Insert, target: TargetTable): Statement {
 export function updateSql(change: Update, target: TargetTable): Statement | undefined {
   const sets: string[] = [];
   forEachValue(change.new, target, (column, value) => {
+    if (target.alwaysIdentity.has(column.name)) return;
     sets.push(`${quoteIdent(column.name)} = ${literal(value)}`);
   });
   if (sets.length === 0) return undefined;

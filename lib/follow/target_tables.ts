@@ -7,8 +7,8 @@ import type { TargetTable } from "./sql.ts";
 // $1 schema, $2 table
 const TARGET_TABLE_SQL = `
 select c.relkind = 'p' as partitioned,
-       exists (select 1 from pg_attribute a
-                where a.attrelid = c.oid and a.attidentity = 'a' and not a.attisdropped) as always_identity,
+       to_json(array(select a.attname::text from pg_attribute a
+                where a.attrelid = c.oid and a.attidentity = 'a' and not a.attisdropped)) as always_identity,
        coalesce((select json_agg(a.attname::text order by k.ord)
                    from (select i.indrelid, i.indkey from pg_index i
                           where i.indrelid = c.oid and (i.indisreplident or i.indisprimary)
@@ -49,7 +49,7 @@ export class TargetTables {
       schema: name.schema,
       table: name.table,
       partitioned: row["partitioned"] as boolean,
-      alwaysIdentity: row["always_identity"] as boolean,
+      alwaysIdentity: new Set(row["always_identity"] as string[]),
       keyColumns: row["key_columns"] as string[],
       generated: new Set(row["generated"] as string[]),
     };

@@ -1,0 +1,467 @@
+/**
+ * follow end to end, on real clusters and real processes: the scenario of
+ * pgcopydb's follow tests over TCP and over SQLite, with each plugin; crash
+ * safety under kill -9; an endpos inside a transaction; prefetch and apply.
+ */
+import { fromFileUrl } from "./helpers/path.ts";
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { freshDatabases, tempDir } from "./helpers/env.ts";
+import { pgferry, spawnPgferry } from "./helpers/pgferry.ts";
+import { assertSameData, withSql } from "./helpers/tables.ts";
+
+const FIXTURES = new URL("./fixtures/decode/", import.meta.url);
+const SCHEMAS = ["dx", "Odd Schema"];
+
+/** Runs SQL from a file or text in a separate psql process, stopping at the first error. */
+async function psql(uri: string, input: { file: string } | { sql: string }): Promise<void> {
+  const args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", uri];
+  if ("file" in input) args.push("-f", input.file);
+  else args.push("-c", input.sql);
+  const out = await new Deno.Command("psql", { args, stdout: "piped", stderr: "piped" }).output();
+  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+}
+
+/** Waits for a child to exit; kills it and fails after `ms`. */
+async function exitOf(
+  child: Deno.ChildProcess,
+  ms: number,
+): Promise<{ code: number; stderr: string }> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((resolve) =>
+    timer = setTimeout(() => resolve("timeout"), ms)
+  );
+  const done = child.output();
+  const first = await Promise.race([done, timeout]);
+  clearTimeout(timer);
+  if (first === "timeout") {
+    child.kill("SIGKILL");
+    const out = await done;
+    throw new Error(
+      `pgferry did not exit within ${ms} ms:\n${new TextDecoder().decode(out.stderr)}`,
+    );
+  }
+  return { code: first.code, stderr: new TextDecoder().decode(first.stderr) };
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+async function schemaOnBoth(source: string, target: string): Promise<void> {
+  const schema = fromFileUrl(new URL("schema.sql", FIXTURES));
+  await psql(source, { file: schema });
+  await psql(target, { file: schema });
+}
+
+async function cleanup(source: string, target: string, name: string): Promise<void> {
+  await pgferry([
+    "stream",
+    "cleanup",
+    "--source",
+    source,
+    "--target",
+    target,
+    "--slot-name",
+    name,
+    "--origin",
+    name,
+  ]);
+}
+
+/** The second half of the workload: after a WAL switch, more of every kind of change. */
+const MORE_DML = `
+select pg_switch_wal();
+insert into dx.vals (id, t, n, jb) select g, 'more ' || g, g / 7.0, jsonb_build_object('g', g) from generate_series(100, 400) g;
+update dx.vals set t = t || ' (updated)' where id between 100 and 200;
+delete from dx.vals where id between 300 and 350;
+insert into dx.full_t values (9, 'nine', 'x'), (9, 'nine', 'x');
+update dx.full_t set c = 'one of two' where a = 9;
+`;
+
+for (const plugin of ["pgoutput", "test_decoding", "wal2json"] as const) {
+  Deno.test(`follow over TCP with ${plugin}: a separate process with its own --dir sets endpos --current, the target equals the source`, async () => {
+    const name = `follow_tcp_${plugin}`;
+    const { source, target } = await freshDatabases(name);
+    await schemaOnBoth(source, target);
+    const dir = await tempDir(name);
+    const port = freePort();
+    const follow = spawnPgferry([
+      "follow",
+      "--source",
+      source,
+      "--target",
+      target,
+      "--dir",
+      dir,
+      "--plugin",
+      plugin,
+      "--slot-name",
+      name,
+      "--origin",
+      name,
+      "--port",
+      String(port),
+    ]);
+    try {
+      const ping = await pgferry([
+        "stream",
+        "sentinel",
+        "ping",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        "--wait",
+        "30",
+      ]);
+      assertEquals(ping.code, 0, ping.stderr);
+      await psql(source, { file: fromFileUrl(new URL("dml.sql", FIXTURES)) });
+      await psql(source, { sql: MORE_DML });
+      const injector = await tempDir(`${name}-inject`); // not the follow's --dir
+      const set = await pgferry([
+        "stream",
+        "sentinel",
+        "set",
+        "endpos",
+        "--current",
+        "--source",
+        source,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        "--dir",
+        injector,
+      ]);
+      assertEquals(set.code, 0, set.stderr);
+      const { code, stderr } = await exitOf(follow, 90_000);
+      assertEquals(code, 0, stderr);
+    } finally {
+      try {
+        follow.kill("SIGKILL");
+      } catch { /* exited */ }
+      await cleanup(source, target, name);
+    }
+    // wal2json 2.5 writes NaN and infinities as JSON null: a documented loss of that plugin.
+    await assertSameData(source, target, SCHEMAS, plugin === "wal2json" ? ["dx.special"] : []);
+  });
+}
+
+Deno.test("follow over SQLite: endpos set in the catalog stops it with the target equal to the source", async () => {
+  const name = "follow_sqlite";
+  const { source, target } = await freshDatabases(name);
+  await schemaOnBoth(source, target);
+  const dir = await tempDir(name);
+  const follow = spawnPgferry([
+    "follow",
+    "--source",
+    source,
+    "--target",
+    target,
+    "--dir",
+    dir,
+    "--slot-name",
+    name,
+    "--origin",
+    name,
+  ]);
+  try {
+    await waitFor(async () =>
+      (await pgferry(["stream", "sentinel", "get", "--dir", dir])).code === 0
+    );
+    await psql(source, { file: fromFileUrl(new URL("dml.sql", FIXTURES)) });
+    await psql(source, { sql: MORE_DML });
+    const set = await pgferry([
+      "stream",
+      "sentinel",
+      "set",
+      "endpos",
+      "--current",
+      "--source",
+      source,
+      "--dir",
+      dir,
+    ]);
+    assertEquals(set.code, 0, set.stderr);
+    const { code, stderr } = await exitOf(follow, 90_000);
+    assertEquals(code, 0, stderr);
+    const replay = await pgferry(["stream", "sentinel", "get", "--dir", dir, "--replay-lsn"]);
+    assertEquals(replay.stdout, set.stdout, "replay_lsn is exactly endpos");
+    // Started again with the endpos already reached: exits 0 at once.
+    const again = await pgferry([
+      "follow",
+      "--source",
+      source,
+      "--target",
+      target,
+      "--dir",
+      dir,
+      "--slot-name",
+      name,
+      "--origin",
+      name,
+      "--resume",
+    ]);
+    assertEquals(again.code, 0, again.stderr);
+    assert(again.stderr.includes("already reached"), again.stderr);
+  } finally {
+    try {
+      follow.kill("SIGKILL");
+    } catch { /* exited */ }
+    await cleanup(source, target, name);
+  }
+  await assertSameData(source, target, SCHEMAS);
+});
+
+async function waitFor(check: () => Promise<boolean>, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+const WORKLOAD_SCHEMA = `
+create table acc (id integer primary key, v bigint not null, note text);
+create table hist (id bigserial, acc integer, delta integer, at timestamptz default now());
+`;
+const WORKLOAD = `
+\\set id random(1, 2000)
+\\set d random(-5, 5)
+begin;
+insert into acc (id, v) values (:id, :d) on conflict (id) do update set v = acc.v + excluded.v;
+insert into hist (acc, delta) values (:id, :d);
+commit;
+`;
+
+Deno.test("crash safety: kill -9 follow at random moments 10 times under load, nothing lost or applied twice", async () => {
+  const name = "follow_crash";
+  const { source, target } = await freshDatabases(name);
+  await psql(source, { sql: WORKLOAD_SCHEMA });
+  await psql(target, { sql: WORKLOAD_SCHEMA });
+  const dir = await tempDir(name);
+  const script = `${dir}.pgbench`;
+  await Deno.writeTextFile(script, WORKLOAD);
+  const args = [
+    "follow",
+    "--source",
+    source,
+    "--target",
+    target,
+    "--dir",
+    dir,
+    "--slot-name",
+    name,
+    "--origin",
+    name,
+  ];
+  let follow = spawnPgferry(args);
+  try {
+    await waitFor(async () =>
+      (await pgferry(["stream", "sentinel", "get", "--dir", dir])).code === 0
+    );
+    const load = new Deno.Command("/usr/lib/postgresql/15/bin/pgbench", {
+      args: ["-n", "-c", "2", "-T", "25", "-f", script, source],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    for (let kill = 0; kill < 10; kill++) {
+      await new Promise((resolve) => setTimeout(resolve, 800 + Math.random() * 1400));
+      follow.kill("SIGKILL");
+      await follow.status;
+      follow = spawnPgferry([...args, "--resume"]);
+    }
+    const loaded = await load.output();
+    assertEquals(loaded.code, 0, new TextDecoder().decode(loaded.stderr));
+    const set = await pgferry([
+      "stream",
+      "sentinel",
+      "set",
+      "endpos",
+      "--current",
+      "--source",
+      source,
+      "--dir",
+      dir,
+    ]);
+    assertEquals(set.code, 0, set.stderr);
+    const { code, stderr } = await exitOf(follow, 120_000);
+    assertEquals(code, 0, stderr);
+  } finally {
+    try {
+      follow.kill("SIGKILL");
+    } catch { /* exited */ }
+    await cleanup(source, target, name);
+  }
+  const rows = await withSql(
+    source,
+    async (sql) => (await sql`select count(*)::int as n from hist`)[0]!["n"],
+  );
+  assert(Number(rows) > 1000, `the load committed ${rows} transactions`);
+  await assertSameData(source, target, ["public"]);
+});
+
+Deno.test("an endpos inside a transaction: the transaction is applied whole or not at all, then exactly once later", async () => {
+  const name = "follow_midtxn";
+  const { source, target } = await freshDatabases(name);
+  await psql(source, { sql: WORKLOAD_SCHEMA });
+  await psql(target, { sql: WORKLOAD_SCHEMA });
+  const dir = await tempDir(name);
+  const args = [
+    "follow",
+    "--source",
+    source,
+    "--target",
+    target,
+    "--dir",
+    dir,
+    "--slot-name",
+    name,
+    "--origin",
+    name,
+  ];
+  const setup = await pgferry([
+    "stream",
+    "setup",
+    "--source",
+    source,
+    "--target",
+    target,
+    "--dir",
+    dir,
+    "--slot-name",
+    name,
+    "--origin",
+    name,
+  ]);
+  assertEquals(setup.code, 0, setup.stderr);
+  // stream setup leaves apply off, as pgcopydb does: turn it on, as its users do.
+  assertEquals((await pgferry(["stream", "sentinel", "set", "apply", "--dir", dir])).code, 0);
+  try {
+    await psql(source, { sql: "insert into acc values (1, 1, 'before')" });
+    // One transaction; endpos taken from its middle.
+    const middle = await withSql(source, async (sql) => {
+      return await sql.begin(async (tx) => {
+        await tx`insert into hist (acc, delta) select g, 1 from generate_series(1, 5000) g`;
+        const [row] = await tx`select pg_current_wal_insert_lsn()::text as lsn`;
+        await tx`insert into hist (acc, delta) select g, 2 from generate_series(1, 5000) g`;
+        return row!["lsn"] as string;
+      });
+    });
+    await psql(source, { sql: "insert into acc values (2, 2, 'after')" });
+    const first = await pgferry([...args, "--resume", "--endpos", middle]);
+    assertEquals(first.code, 0, first.stderr);
+    const mid = await withSql(
+      target,
+      async (sql) => (await sql`select count(*)::int as n from hist`)[0]!["n"],
+    );
+    assertEquals(mid, 0, "the transaction that ends after endpos is not applied, not even in part");
+    const acc = await withSql(
+      target,
+      async (sql) => (await sql`select note from acc order by id`).map((r) => r["note"]),
+    );
+    assertEquals(acc, ["before"]);
+    const replay = await pgferry(["stream", "sentinel", "get", "--dir", dir, "--replay-lsn"]);
+    assertEquals(replay.stdout.trim(), middle, "replay_lsn names endpos, not a later position");
+
+    const end = await withSql(
+      source,
+      async (sql) => (await sql`select pg_current_wal_flush_lsn()::text as l`)[0]!["l"] as string,
+    );
+    const second = await pgferry([...args, "--resume", "--endpos", end]);
+    assertEquals(second.code, 0, second.stderr);
+  } finally {
+    await cleanup(source, target, name);
+  }
+  await assertSameData(source, target, ["public"]);
+  const n = await withSql(
+    target,
+    async (sql) => (await sql`select count(*)::int as n from hist`)[0]!["n"],
+  );
+  assertEquals(n, 10000);
+});
+
+Deno.test("set prefetch keeps receiving while apply waits; set apply resumes it", async () => {
+  const name = "follow_prefetch";
+  const { source, target } = await freshDatabases(name);
+  await psql(source, { sql: WORKLOAD_SCHEMA });
+  await psql(target, { sql: WORKLOAD_SCHEMA });
+  const dir = await tempDir(name);
+  const port = freePort();
+  const follow = spawnPgferry([
+    "follow",
+    "--source",
+    source,
+    "--target",
+    target,
+    "--dir",
+    dir,
+    "--slot-name",
+    name,
+    "--origin",
+    name,
+    "--port",
+    String(port),
+  ]);
+  const tcp = ["--host", "127.0.0.1", "--port", String(port)];
+  const count = () =>
+    withSql(target, async (sql) => Number((await sql`select count(*) as n from hist`)[0]!["n"]));
+  try {
+    assertEquals((await pgferry(["stream", "sentinel", "ping", ...tcp, "--wait", "30"])).code, 0);
+    assertEquals((await pgferry(["stream", "sentinel", "set", "prefetch", ...tcp])).code, 0);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // apply sees it within its poll
+    await psql(source, {
+      sql: "insert into hist (acc, delta) select g, 1 from generate_series(1, 1000) g",
+    });
+    const lsn = await withSql(
+      source,
+      async (sql) => (await sql`select pg_current_wal_flush_lsn()::text as l`)[0]!["l"] as string,
+    );
+    // Received and spooled…
+    await waitFor(async () => {
+      const got = await pgferry(["stream", "sentinel", "get", ...tcp, "--json"]);
+      const s = JSON.parse(got.stdout);
+      return BigInt(`0x${s.write_lsn.replace("/", "").padStart(1, "0")}`) > 0n &&
+        s.write_lsn !== "0/0" &&
+        compareLsnText(s.write_lsn, lsn) >= 0;
+    });
+    // …but not applied.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assertEquals(await count(), 0);
+    assertEquals((await pgferry(["stream", "sentinel", "set", "apply", ...tcp])).code, 0);
+    await waitFor(async () => (await count()) === 1000);
+    assertEquals(
+      (await pgferry([
+        "stream",
+        "sentinel",
+        "set",
+        "endpos",
+        "--current",
+        "--source",
+        source,
+        ...tcp,
+      ])).code,
+      0,
+    );
+    const { code, stderr } = await exitOf(follow, 60_000);
+    assertEquals(code, 0, stderr);
+  } finally {
+    try {
+      follow.kill("SIGKILL");
+    } catch { /* exited */ }
+    await cleanup(source, target, name);
+  }
+  await assertSameData(source, target, ["public"]);
+});
+
+function compareLsnText(a: string, b: string): number {
+  const n = (t: string) => {
+    const [hi, lo] = t.split("/");
+    return (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
+  };
+  const x = n(a), y = n(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
