@@ -51,7 +51,7 @@ const REPORT_MS = 1000;
 async function originSession(sql: Sql, origin: string): Promise<void> {
   await sql`select pg_replication_origin_session_setup(${origin})`;
   await sql.unsafe(
-    "set session_replication_role = replica; set synchronous_commit = off; set standard_conforming_strings = on",
+    "set session_replication_role = replica; set synchronous_commit = off; set standard_conforming_strings = on; set plan_cache_mode = force_generic_plan",
   ).simple();
 }
 
@@ -84,27 +84,39 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
     };
     const reachedEndpos = () => sentinel.endpos !== 0n && replayed >= sentinel.endpos;
 
+    const batch = new TargetBatch(conn, batchBytes);
+    /** Commits the open group; with `wait`, until the server has, and replay_lsn moves there. */
+    const commitGroup = async (wait = true) => {
+      await batch.commit();
+      if (!wait) return;
+      const end = await batch.sync();
+      if (end > replayed) replayed = end;
+    };
     let idle = 0;
     while (!signal?.aborted) {
       if (Date.now() - lastPoll >= POLL_SENTINEL_MS) {
+        await commitGroup();
         sentinel = readSentinel(catalog.db);
         lastPoll = Date.now();
       }
       if (reachedEndpos()) break;
-      await report();
       if (!sentinel.apply) {
+        await commitGroup();
+        await report();
         await sleep(50, signal);
         continue;
       }
       const record = reader.next();
       if (record === undefined) {
+        await commitGroup();
         idle = Math.min(idle + 1, 10);
         await report(true);
-        await sleep(idle * 5, signal);
+        await sleep(idle * 2, signal);
         continue;
       }
       idle = 0;
       if (record.kind === RecordKind.Keepalive) {
+        await commitGroup();
         const reach = sentinel.endpos !== 0n && record.lsn > sentinel.endpos
           ? sentinel.endpos
           : record.lsn;
@@ -121,6 +133,7 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
       const end = record.endLsn;
       if (sentinel.endpos !== 0n && end > sentinel.endpos) {
         // The first transaction past endpos: everything up to endpos is applied.
+        await commitGroup();
         replayed = sentinel.endpos > replayed ? sentinel.endpos : replayed;
         break;
       }
@@ -128,16 +141,14 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
         skipTransaction(reader);
         continue;
       }
-      await applyTransaction(
-        conn as unknown as Sql,
-        tables,
-        reader,
-        end,
-        record.commitTime,
-        batchBytes,
-      );
-      replayed = end;
+      await addTransaction(batch, tables, reader, end, record.commitTime);
+      if (batch.transactions >= GROUP_TRANSACTIONS) await commitGroup(false);
+      await report();
     }
+    await commitGroup().catch(async (err) => {
+      await batch.rollback();
+      throw err;
+    });
     await report(true);
     return signal?.aborted ? "aborted" : "endpos";
   } finally {
@@ -155,44 +166,152 @@ function skipTransaction(reader: SpoolReader): void {
   }
 }
 
+/** A value as an untyped literal (standard_conforming_strings is on). */
+function literal(value: string | null): string {
+  return value === null ? "null" : quoteLiteral(value);
+}
+
+/** Source transactions grouped into one target transaction, at most. */
+const GROUP_TRANSACTIONS = 500;
+
 /**
- * Applies one transaction: its statements go out in batches of up to
- * `batchBytes` as one multi-statement simple query each (one round trip per
- * batch), BEGIN in the first and the origin update and COMMIT in the last.
+ * The open target transaction: statements go out as multi-statement simple
+ * queries of up to `batchBytes` (one round trip each, the next one built while
+ * the last is on the wire). Several small source transactions share one
+ * target transaction; its COMMIT carries the origin progress of the last one,
+ * so progress still moves atomically with the data.
  */
-async function applyTransaction(
-  conn: Sql,
+class TargetBatch {
+  readonly #sql: Sql;
+  readonly #batchBytes: number;
+  readonly #prepared = new Map<string, string>();
+  #text = "";
+  #open = false;
+  #inflight: Promise<void> | undefined;
+  #failure: unknown;
+  #end: Lsn = 0n;
+  #commitTime = 0n;
+  #committed: Lsn = 0n;
+  transactions = 0;
+
+  constructor(sql: Sql, batchBytes: number) {
+    this.#sql = sql;
+    this.#batchBytes = batchBytes;
+  }
+
+  /**
+   * Adds a statement: prepared once per shape (PREPARE … AS, on this session),
+   * then EXECUTE with untyped literals; the server parses only the short
+   * EXECUTE and reuses the plan.
+   */
+  async add(statement: Statement): Promise<void> {
+    if (!this.#open) {
+      this.#text += "begin;";
+      this.#open = true;
+    }
+    if (statement.values.length === 0) {
+      this.#text += statement.text + ";";
+    } else {
+      let name = this.#prepared.get(statement.text);
+      if (name === undefined) {
+        name = `pgferry_${this.#prepared.size + 1}`;
+        this.#prepared.set(statement.text, name);
+        this.#text += `prepare ${name} as ${statement.text};`;
+      }
+      this.#text += `execute ${name}(${statement.values.map(literal).join(",")});`;
+    }
+    if (this.#text.length >= this.#batchBytes) await this.#send();
+  }
+
+  /** Marks the end of one source transaction. */
+  endTransaction(end: Lsn, commitTime: bigint): void {
+    if (!this.#open) {
+      this.#text += "begin;";
+      this.#open = true;
+    }
+    this.#end = end;
+    this.#commitTime = commitTime;
+    this.transactions++;
+  }
+
+  /**
+   * Sends the COMMIT, with the last transaction's origin progress, without
+   * waiting for it: the next group is built while the server commits this one.
+   * `committed` moves once the server has answered (see `sync`).
+   */
+  async commit(): Promise<void> {
+    if (!this.#open) return;
+    this.#text += `select pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(this.#end))}, ${
+      quoteLiteral(formatPgTimestamp(this.#commitTime))
+    });commit`;
+    this.#open = false;
+    this.transactions = 0;
+    await this.#send(this.#end);
+  }
+
+  /** Waits for everything sent; returns the end of the last committed transaction (0 when none). */
+  async sync(): Promise<Lsn> {
+    await this.#settle();
+    return this.#committed;
+  }
+
+  async rollback(): Promise<void> {
+    // Statements prepared inside the failed transaction are gone with it.
+    this.#prepared.clear();
+    await this.#sql.unsafe("deallocate all").catch(() => {});
+    this.#text = "";
+    this.#open = false;
+    this.transactions = 0;
+    await this.#inflight?.catch(() => {});
+    this.#inflight = undefined;
+    this.#failure = undefined;
+    await this.#sql.unsafe("rollback").catch(() => {});
+  }
+
+  async #send(commits?: Lsn): Promise<void> {
+    await this.#settle();
+    const text = this.#text;
+    this.#text = "";
+    this.#inflight = this.#sql.unsafe(text).simple().then(
+      () => {
+        if (commits !== undefined) this.#committed = commits;
+      },
+      (err) => {
+        this.#failure = err;
+      },
+    );
+  }
+
+  async #settle(): Promise<void> {
+    await this.#inflight;
+    this.#inflight = undefined;
+    if (this.#failure !== undefined) {
+      const failure = this.#failure;
+      this.#failure = undefined;
+      throw failure;
+    }
+  }
+}
+
+/** Adds one complete source transaction from the spool to the batch. */
+async function addTransaction(
+  batch: TargetBatch,
   tables: TargetTables,
   reader: SpoolReader,
   end: Lsn,
   commitTime: bigint,
-  batchBytes: number,
 ): Promise<void> {
-  let batch = "begin;";
-  try {
-    for (;;) {
-      const record = reader.next();
-      if (record === undefined) throw new RangeError("Spool ended inside a complete transaction");
-      if (record.kind === RecordKind.Commit) break;
-      if (record.kind !== RecordKind.Change) {
-        throw new RangeError(`Spool out of step: record kind ${record.kind} inside a transaction`);
-      }
-      const statement = await statementFor(record.change, tables);
-      if (statement === undefined) continue;
-      batch += statement + ";";
-      if (batch.length >= batchBytes) {
-        await conn.unsafe(batch).simple();
-        batch = "";
-      }
+  for (;;) {
+    const record = reader.next();
+    if (record === undefined) throw new RangeError("Spool ended inside a complete transaction");
+    if (record.kind === RecordKind.Commit) break;
+    if (record.kind !== RecordKind.Change) {
+      throw new RangeError(`Spool out of step: record kind ${record.kind} inside a transaction`);
     }
-    batch += `select pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(end))}, ${
-      quoteLiteral(formatPgTimestamp(commitTime))
-    });commit`;
-    await conn.unsafe(batch).simple();
-  } catch (err) {
-    await conn.unsafe("rollback").catch(() => {});
-    throw err;
+    const statement = await statementFor(record.change, tables);
+    if (statement !== undefined) await batch.add(statement);
   }
+  batch.endTransaction(end, commitTime);
 }
 
 async function statementFor(change: Change, tables: TargetTables): Promise<Statement | undefined> {

@@ -1,10 +1,8 @@
 /**
- * Change → SQL text for the target. Values are written as untyped string
- * literals (`'…'`, quotes doubled; standard_conforming_strings is on): the
+ * Change → SQL for the target. Values stay text and have no declared type: the
  * server reads each one with the type of the column it meets (INSERT target,
  * SET target, or the other side of `=`), so no value is ever interpreted in
- * JavaScript and user-defined types need no casts. Plain text lets apply send
- * many statements in one round trip.
+ * JavaScript and user-defined types need no casts.
  */
 import type {
   Column,
@@ -17,7 +15,7 @@ import type {
   Value,
 } from "../decode/change.ts";
 import { isUnchangedToast } from "../decode/change.ts";
-import { qualifiedName, quoteIdent, quoteLiteral } from "../pg/quote.ts";
+import { qualifiedName, quoteIdent } from "../pg/quote.ts";
 
 /** What apply knows about a table on the target (see queries.ts `targetTable`). */
 export interface TargetTable {
@@ -36,12 +34,13 @@ export interface TargetTable {
   generated: Set<string>;
 }
 
-/** One SQL statement, without the trailing semicolon. */
-export type Statement = string;
-
-/** A value as an untyped literal. */
-function literal(value: string | null): string {
-  return value === null ? "null" : quoteLiteral(value);
+/**
+ * One statement: its text with `$n` placeholders (the same text for every row
+ * of the same shape, so apply can prepare it once) and the values, as text.
+ */
+export interface Statement {
+  text: string;
+  values: (string | null)[];
 }
 
 /** Types without an equality operator: compared as text when a whole old row identifies a row. */
@@ -57,40 +56,59 @@ const NO_EQUALITY = new Set([
   "circle",
 ]);
 
-function equals(column: Column, value: string): string {
+/** Collects values and hands out their placeholders. */
+class Values {
+  readonly values: (string | null)[] = [];
+  add(value: string | null): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
+}
+
+function equals(column: Column, placeholder: string): string {
   const base = (column.typeName ?? "").replace(/\[\]$/, "");
   return NO_EQUALITY.has(base)
-    ? `${quoteIdent(column.name)}::text = ${literal(value)}::text`
-    : `${quoteIdent(column.name)} = ${literal(value)}`;
+    ? `${quoteIdent(column.name)}::text = ${placeholder}::text`
+    : `${quoteIdent(column.name)} = ${placeholder}`;
 }
 
 export function insertSql(change: Insert, target: TargetTable): Statement {
   const names: string[] = [];
-  const values: string[] = [];
+  const placeholders: string[] = [];
+  const values = new Values();
   forEachValue(change.new, target, (column, value) => {
     names.push(quoteIdent(column.name));
-    values.push(literal(value));
+    placeholders.push(values.add(value));
   });
   const overriding = target.alwaysIdentity.size > 0 ? " overriding system value" : "";
   const table = qualifiedName(target.schema, target.table);
-  return `insert into ${table} (${names.join(", ")})${overriding} values (${values.join(", ")})`;
+  return {
+    text: `insert into ${table} (${names.join(", ")})${overriding} values (${
+      placeholders.join(", ")
+    })`,
+    values: values.values,
+  };
 }
 
 /** The UPDATE, or undefined when it would set nothing (every new value is unchanged TOAST). */
 export function updateSql(change: Update, target: TargetTable): Statement | undefined {
   const sets: string[] = [];
+  const values = new Values();
   forEachValue(change.new, target, (column, value) => {
     if (target.alwaysIdentity.has(column.name)) return;
-    sets.push(`${quoteIdent(column.name)} = ${literal(value)}`);
+    sets.push(`${quoteIdent(column.name)} = ${values.add(value)}`);
   });
   if (sets.length === 0) return undefined;
-  const where = identify(change.old, change.new, target, "update");
+  const where = identify(change.old, change.new, target, values, "update");
   const table = qualifiedName(target.schema, target.table);
-  return where.byCtid
-    ? `update ${table} set ${
-      sets.join(", ")
-    } where ctid = (select ctid from ${table} where ${where.text} limit 1)`
-    : `update ${table} set ${sets.join(", ")} where ${where.text}`;
+  return {
+    text: where.byCtid
+      ? `update ${table} set ${
+        sets.join(", ")
+      } where ctid = (select ctid from ${table} where ${where.text} limit 1)`
+      : `update ${table} set ${sets.join(", ")} where ${where.text}`,
+    values: values.values,
+  };
 }
 
 export function deleteSql(change: Delete, target: TargetTable): Statement {
@@ -101,11 +119,15 @@ export function deleteSql(change: Delete, target: TargetTable): Statement {
       } at ${change.lsn}: the source sent no old row (REPLICA IDENTITY NOTHING)`,
     );
   }
-  const where = identify(change.old, null, target, "delete");
+  const values = new Values();
+  const where = identify(change.old, null, target, values, "delete");
   const table = qualifiedName(target.schema, target.table);
-  return where.byCtid
-    ? `delete from ${table} where ctid = (select ctid from ${table} where ${where.text} limit 1)`
-    : `delete from ${table} where ${where.text}`;
+  return {
+    text: where.byCtid
+      ? `delete from ${table} where ctid = (select ctid from ${table} where ${where.text} limit 1)`
+      : `delete from ${table} where ${where.text}`,
+    values: values.values,
+  };
 }
 
 /** TRUNCATE of several tables at once; partitioned ones without ONLY so that it reaches their partitions. */
@@ -113,9 +135,12 @@ export function truncateSql(change: Truncate, targets: TargetTable[]): Statement
   const names = targets.map((t) =>
     `${t.partitioned ? "" : "only "}${qualifiedName(t.schema, t.table)}`
   );
-  return `truncate ${names.join(", ")}${change.restartIdentity ? " restart identity" : ""}${
-    change.cascade ? " cascade" : ""
-  }`;
+  return {
+    text: `truncate ${names.join(", ")}${change.restartIdentity ? " restart identity" : ""}${
+      change.cascade ? " cascade" : ""
+    }`,
+    values: [],
+  };
 }
 
 /** Calls `fn` for each column value to write: not generated, not unchanged TOAST. */
@@ -140,6 +165,7 @@ function identify(
   old: OldTuple | null,
   next: Tuple | null,
   target: TargetTable,
+  values: Values,
   what: string,
 ): { text: string; byCtid: boolean } {
   const terms: string[] = [];
@@ -148,7 +174,7 @@ function identify(
       if (nullable) terms.push(`${quoteIdent(column.name)} is null`);
       return;
     }
-    terms.push(equals(column, value));
+    terms.push(equals(column, values.add(value)));
   };
   if (old !== null) {
     old.columns.forEach((column, i) => {
