@@ -22,7 +22,7 @@ import { OperatorError, UsageError } from "../lib/errors.ts";
 import { formatLsn, INVALID_LSN, type Lsn } from "../lib/lsn.ts";
 import { type SentinelTransport, SqliteSentinelTransport } from "../lib/sentinel/transport.ts";
 import { withConnection } from "../lib/pg/connect.ts";
-import { type Endpoint, TcpSentinelTransport } from "../lib/sentinel/client.ts";
+import { type Endpoint, TcpSentinelTransport, watchSentinel } from "../lib/sentinel/client.ts";
 import { loadSecret } from "../lib/sentinel/secret.ts";
 
 const secretFileOption: OptionSpec = {
@@ -39,7 +39,8 @@ const tlsCaOption: OptionSpec = {
   help: "Talk TLS to the coordinator, trusting the CA certificate in FILE (PEM)",
 };
 
-const tcpOptions: OptionSpec[] = [hostOption, portOption, secretFileOption, tlsCaOption];
+/** The options that reach the coordinator of a running follow over TCP. */
+export const tcpOptions: OptionSpec[] = [hostOption, portOption, secretFileOption, tlsCaOption];
 const transportOptions: OptionSpec[] = [dirOption, ...tcpOptions];
 
 const VALUE_FLAGS = [
@@ -52,7 +53,7 @@ const VALUE_FLAGS = [
 ] as const;
 
 /** The coordinator the options name, with the secret and CA they point to. */
-async function endpointFrom(options: OptionValues, host: string): Promise<Endpoint> {
+export async function endpointFrom(options: OptionValues, host: string): Promise<Endpoint> {
   const caFile = stringOption(options, "tls-ca");
   return {
     host,
@@ -271,6 +272,35 @@ With --wait, keeps trying until the coordinator answers or SECONDS have passed.`
   },
 };
 
+const watch: CommandSpec = {
+  path: ["stream", "sentinel", "watch"],
+  summary: "Print the sentinel each time it changes, pushed by the coordinator",
+  description: `
+Subscribes to the coordinator of a running follow (--host): one line per change
+(JSON lines with --json). With --until-endpos, exits 0 once replay_lsn reaches
+endpos, which is what scripts otherwise poll for.`,
+  options: [
+    ...tcpOptions,
+    jsonOption,
+    { name: "until-endpos", type: "boolean", help: "Exit 0 once replay_lsn reaches endpos" },
+  ],
+  async run({ options, out }) {
+    const host = stringOption(options, "host");
+    if (host === undefined) {
+      throw new UsageError("watch needs --host: the coordinator pushes updates");
+    }
+    const until = options["until-endpos"] === true;
+    await watchSentinel(await endpointFrom(options, host), (sentinel) => {
+      out(
+        options["json"] === true
+          ? sentinelJson(sentinel).replace(/\n\s*/g, "")
+          : sentinelFields(sentinel).map(([name, value]) => `${name}=${value}`).join(" "),
+      );
+      return until && sentinel.endpos !== 0n && sentinel.replayLsn >= sentinel.endpos;
+    });
+  },
+};
+
 function isUnreachable(err: OperatorError): boolean {
   return err.message.startsWith("cannot reach");
 }
@@ -280,6 +310,7 @@ export const sentinelCommands: CommandSpec[] = [
   setup,
   get,
   ping,
+  watch,
   setStartpos,
   setEndpos,
   setApplyCommand("apply"),

@@ -98,6 +98,48 @@ export async function exchange(
   }
 }
 
+/**
+ * Subscribes to position updates (WATCH): calls `onUpdate` for each until it
+ * returns true, answering the coordinator's pings. A coordinator silent for
+ * 15 s counts as gone.
+ */
+export async function watchSentinel(
+  endpoint: Endpoint,
+  onUpdate: (sentinel: Sentinel) => boolean | Promise<boolean>,
+): Promise<void> {
+  const timeoutMs = endpoint.timeoutMs ?? 5000;
+  let conn: Deno.Conn;
+  try {
+    conn = await open(endpoint, timeoutMs);
+  } catch (err) {
+    throw unreachable(endpoint, errorMessage(err), err);
+  }
+  const io = new FrameIo(conn, timeoutMs);
+  try {
+    if (endpoint.secret !== undefined) await authenticate(io, endpoint, endpoint.secret);
+    await io.send({ type: "Watch" });
+    io.timeoutMs = 15_000;
+    for (;;) {
+      const message = await io.next();
+      if (message === undefined) {
+        throw unreachable(endpoint, "the coordinator closed the subscription");
+      }
+      if (message.type === "Ping") await io.send({ type: "Pong" });
+      else if (message.type === "Error") {
+        throw new OperatorError(
+          `The coordinator at ${where(endpoint)} refused WATCH: ${message.message}`,
+        );
+      } else if (message.type === "PositionUpdate" && await onUpdate(message.sentinel)) return;
+    }
+  } catch (err) {
+    if (err instanceof OperatorError) throw err;
+    if (err instanceof ReadTimeout) throw unreachable(endpoint, "no message for 15 s", err);
+    throw unreachable(endpoint, errorMessage(err), err);
+  } finally {
+    closeQuietly(conn);
+  }
+}
+
 async function authenticate(io: FrameIo, endpoint: Endpoint, secret: Uint8Array): Promise<void> {
   await io.send({ type: "AuthRequest" });
   const challenge = await io.next();

@@ -47,8 +47,25 @@ export interface CoordinatorOptions {
   maxConnections?: number;
   /** The pipeline's state, for QUERY_STATUS. */
   state?: () => StreamState;
+  /** Messages a watch subscriber may have queued before it is cut off (default 64). */
+  watchQueueLimit?: number;
+  /** Watch keepalive: PING every this often (default 5 s); a peer silent for 3 × this is dropped. */
+  watchPingMs?: number;
   /** Prunes the spool, for CLEANUP. */
   cleanup?: (dryRun: boolean) => Promise<CleanupResult>;
+}
+
+const WATCH_PING_MS = 5000;
+const WATCH_POLL_MS = 200;
+
+/** One `watch` connection: what is waiting to be sent to it. */
+interface Subscriber {
+  queue: SentinelMessage[];
+  wake: (() => void) | undefined;
+  push?: (message: SentinelMessage) => void;
+  /** The last sentinel sent, to send only changes. */
+  last: string;
+  closed: boolean;
 }
 
 /** Whether an address only accepts connections from this host. */
@@ -63,6 +80,8 @@ export class Coordinator implements AsyncDisposable {
   readonly #connections = new Set<Deno.Conn>();
   readonly #handlers = new Set<Promise<void>>();
   readonly #accepting: Promise<void>;
+  readonly #subscribers = new Set<Subscriber>();
+  #poller: ReturnType<typeof setInterval> | undefined;
   #closed = false;
 
   private constructor(options: CoordinatorOptions, listener: Deno.Listener) {
@@ -114,6 +133,7 @@ export class Coordinator implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#poller !== undefined) clearInterval(this.#poller);
     this.#listener.close();
     for (const conn of this.#connections) closeQuietly(conn);
     await this.#accepting;
@@ -163,6 +183,10 @@ export class Coordinator implements AsyncDisposable {
           if (!authenticated) return;
           continue;
         }
+        if (request.type === "Watch") {
+          await this.#watch(io, conn, peer);
+          return;
+        }
         const reply = await this.#answer(request, peer);
         await io.send(reply);
         if (reply.type === "Error") return;
@@ -179,6 +203,86 @@ export class Coordinator implements AsyncDisposable {
     } finally {
       closeQuietly(conn);
     }
+  }
+
+  /**
+   * A subscription: POSITION_UPDATE whenever the sentinel changes, PING every
+   * 5 s; the peer answers PONG. A peer silent for 15 s is dropped, and one that
+   * does not read (its queue passes the bound) is cut off rather than waited for.
+   */
+  async #watch(io: FrameIo, conn: Deno.Conn, peer: string): Promise<void> {
+    const subscriber: Subscriber = { queue: [], wake: undefined, last: "", closed: false };
+    this.#subscribers.add(subscriber);
+    this.#startPoller();
+    log.info("watch subscriber joined", { peer });
+    const push = (message: SentinelMessage) => {
+      if (subscriber.closed) return;
+      subscriber.queue.push(message);
+      if (subscriber.queue.length > (this.#options.watchQueueLimit ?? 64)) {
+        log.warn("watch subscriber does not read: dropping it", { peer });
+        subscriber.closed = true;
+        closeQuietly(conn);
+      }
+      subscriber.wake?.();
+    };
+    subscriber.push = push;
+    push({ type: "PositionUpdate", sentinel: readSentinel(this.#options.catalog.db) });
+    const pingMs = this.#options.watchPingMs ?? WATCH_PING_MS;
+    const pinger = setInterval(() => push({ type: "Ping" }), pingMs);
+    const writer = (async () => {
+      while (!subscriber.closed) {
+        const message = subscriber.queue.shift();
+        if (message === undefined) {
+          await new Promise<void>((resolve) => (subscriber.wake = resolve));
+          subscriber.wake = undefined;
+          continue;
+        }
+        await io.send(message);
+      }
+    })();
+    try {
+      io.timeoutMs = 3 * pingMs;
+      for (;;) {
+        const message = await io.next();
+        if (message === undefined || subscriber.closed) break;
+        if (message.type === "Ping") push({ type: "Pong" });
+      }
+    } catch (err) {
+      if (err instanceof ReadTimeout) {
+        log.warn("watch subscriber silent for 15 s: dropping it", { peer });
+      } else if (!subscriber.closed) throw err;
+    } finally {
+      clearInterval(pinger);
+      subscriber.closed = true;
+      subscriber.wake?.();
+      this.#subscribers.delete(subscriber);
+      closeQuietly(conn);
+      await writer.catch(() => {});
+    }
+  }
+
+  /** One poller for every subscriber: reads the sentinel while anyone watches. */
+  #startPoller(): void {
+    if (this.#poller !== undefined) return;
+    this.#poller = setInterval(() => {
+      if (this.#subscribers.size === 0) {
+        clearInterval(this.#poller);
+        this.#poller = undefined;
+        return;
+      }
+      let sentinel;
+      try {
+        sentinel = readSentinel(this.#options.catalog.db);
+      } catch {
+        return;
+      }
+      const key = JSON.stringify(sentinel, (_k, v) => typeof v === "bigint" ? v.toString() : v);
+      for (const subscriber of this.#subscribers) {
+        if (subscriber.last === key) continue;
+        subscriber.last = key;
+        subscriber.push?.({ type: "PositionUpdate", sentinel });
+      }
+    }, WATCH_POLL_MS);
   }
 
   /** Challenge–response; true when the peer proved that it knows the secret. */
@@ -287,7 +391,8 @@ export class FrameIo {
   readonly #reader = new FrameReader();
   readonly #queue: SentinelMessage[] = [];
   readonly #buf = new Uint8Array(4096);
-  readonly timeoutMs: number;
+  /** Deadline for each whole frame; a subscription waits longer. */
+  timeoutMs: number;
 
   constructor(conn: Deno.Conn, timeoutMs: number) {
     this.#conn = conn;
