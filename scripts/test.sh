@@ -32,7 +32,8 @@ export PGFERRY_TEST_TMP="$work/tmp"
 mkdir -p "$PGFERRY_TEST_TMP"
 
 out="$work/deno-test.out"
-NO_COLOR=1 "$DENO" test -A --no-check=remote "$@" 2>&1 | tee "$out"
+# A hung test must not eat CI's whole budget: stop the run after PGFERRY_TEST_TIMEOUT seconds.
+NO_COLOR=1 timeout -k 30 "${PGFERRY_TEST_TIMEOUT:-4500}" "$DENO" test -A --no-check=remote "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 
 summary=$(grep -E '^(ok|FAILED) \| ' "$out" | tail -n 1)

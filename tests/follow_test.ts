@@ -5,7 +5,7 @@
  */
 import { fromFileUrl } from "./helpers/path.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { freshDatabases, tempDir } from "./helpers/env.ts";
+import { freePort, freshDatabases, tempDir } from "./helpers/env.ts";
 import { pgferry, spawnPgferry } from "./helpers/pgferry.ts";
 import { assertSameData, withSql } from "./helpers/tables.ts";
 
@@ -19,35 +19,6 @@ async function psql(uri: string, input: { file: string } | { sql: string }): Pro
   else args.push("-c", input.sql);
   const out = await new Deno.Command("psql", { args, stdout: "piped", stderr: "piped" }).output();
   assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
-}
-
-/** Waits for a child to exit; kills it and fails after `ms`. */
-async function exitOf(
-  child: Deno.ChildProcess,
-  ms: number,
-): Promise<{ code: number; stderr: string }> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<"timeout">((resolve) =>
-    timer = setTimeout(() => resolve("timeout"), ms)
-  );
-  const done = child.output();
-  const first = await Promise.race([done, timeout]);
-  clearTimeout(timer);
-  if (first === "timeout") {
-    child.kill("SIGKILL");
-    const out = await done;
-    throw new Error(
-      `pgferry did not exit within ${ms} ms:\n${new TextDecoder().decode(out.stderr)}`,
-    );
-  }
-  return { code: first.code, stderr: new TextDecoder().decode(first.stderr) };
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 async function schemaOnBoth(source: string, target: string): Promise<void> {
@@ -137,7 +108,7 @@ for (const plugin of ["pgoutput", "test_decoding", "wal2json"] as const) {
         injector,
       ]);
       assertEquals(set.code, 0, set.stderr);
-      const { code, stderr } = await exitOf(follow, 90_000);
+      const { code, stderr } = await follow.exit(90_000);
       assertEquals(code, 0, stderr);
     } finally {
       try {
@@ -186,7 +157,7 @@ Deno.test("follow over SQLite: endpos set in the catalog stops it with the targe
       dir,
     ]);
     assertEquals(set.code, 0, set.stderr);
-    const { code, stderr } = await exitOf(follow, 90_000);
+    const { code, stderr } = await follow.exit(90_000);
     assertEquals(code, 0, stderr);
     const replay = await pgferry(["stream", "sentinel", "get", "--dir", dir, "--replay-lsn"]);
     assertEquals(replay.stdout, set.stdout, "replay_lsn is exactly endpos");
@@ -270,6 +241,10 @@ Deno.test("crash safety: kill -9 follow at random moments 10 times under load, n
     }).spawn();
     for (let kill = 0; kill < 10; kill++) {
       await new Promise((resolve) => setTimeout(resolve, 800 + Math.random() * 1400));
+      if (follow.exited) {
+        const { code, stderr } = await follow.output();
+        throw new Error(`follow exited with ${code} before kill ${kill}:\n${stderr}`);
+      }
       follow.kill("SIGKILL");
       await follow.status;
       follow = spawnPgferry([...args, "--resume"]);
@@ -288,7 +263,7 @@ Deno.test("crash safety: kill -9 follow at random moments 10 times under load, n
       dir,
     ]);
     assertEquals(set.code, 0, set.stderr);
-    const { code, stderr } = await exitOf(follow, 120_000);
+    const { code, stderr } = await follow.exit(120_000);
     assertEquals(code, 0, stderr);
   } finally {
     try {
@@ -446,7 +421,7 @@ Deno.test("set prefetch keeps receiving while apply waits; set apply resumes it"
       ])).code,
       0,
     );
-    const { code, stderr } = await exitOf(follow, 60_000);
+    const { code, stderr } = await follow.exit(60_000);
     assertEquals(code, 0, stderr);
   } finally {
     try {

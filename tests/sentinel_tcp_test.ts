@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./helpers/assert.ts";
-import { tempDir } from "./helpers/env.ts";
+import { freePort, tempDir } from "./helpers/env.ts";
 import { pgferry, spawnPgferry } from "./helpers/pgferry.ts";
 import { Catalog } from "../lib/catalog/catalog.ts";
 import { readSentinel, setupSentinel } from "../lib/catalog/sentinel_store.ts";
@@ -170,8 +170,8 @@ Deno.test("ping --wait waits until the coordinator answers", async () => {
   await new Promise((resolve) => setTimeout(resolve, 1500));
   await using _coordinator = start(catalog, { port });
   const output = await child.output();
-  assertEquals(output.code, 0, new TextDecoder().decode(output.stderr));
-  assertEquals(new TextDecoder().decode(output.stdout), "pong\n");
+  assertEquals(output.code, 0, output.stderr);
+  assertEquals(output.stdout, "pong\n");
   const noWait = await pgferry([
     "stream",
     "sentinel",
@@ -525,10 +525,3 @@ Deno.test("TLS: a round trip with a certificate made at test time", async () => 
     OperatorError,
   );
 });
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}

@@ -46,10 +46,8 @@ Deno.test("watch --until-endpos prints each change and exits 0 when replay_lsn r
   await updateSentinel(catalog, { replayLsn: 0x5000n });
   const output = await child.output();
   await status;
-  assertEquals(output.code, 0, new TextDecoder().decode(output.stderr));
-  const lines = new TextDecoder().decode(output.stdout).trim().split("\n").map((l) =>
-    JSON.parse(l)
-  );
+  assertEquals(output.code, 0, output.stderr);
+  const lines = output.stdout.trim().split("\n").map((l) => JSON.parse(l));
   assertEquals(lines[0].replay_lsn, "0/0");
   assertEquals(lines.at(-1).replay_lsn, "0/5000");
   assert(lines.some((l) => l.replay_lsn === "0/4FFF"), JSON.stringify(lines));

@@ -138,10 +138,10 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
         break;
       }
       if (end <= progress) {
-        skipTransaction(reader);
+        await skipTransaction(reader, signal);
         continue;
       }
-      await addTransaction(batch, tables, reader, end, record.commitTime);
+      await addTransaction(batch, tables, reader, end, record.commitTime, signal);
       if (batch.transactions >= GROUP_TRANSACTIONS) await commitGroup(false);
       await report();
     }
@@ -158,11 +158,30 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
 }
 
 /** Reads past the records of a transaction already applied. */
-function skipTransaction(reader: SpoolReader): void {
+async function skipTransaction(reader: SpoolReader, signal?: AbortSignal): Promise<void> {
+  while ((await recordOfTransaction(reader, signal)).kind !== RecordKind.Commit) { /* skip */ }
+}
+
+/** How long a complete transaction's records may take to show in the file. */
+const TRANSACTION_RECORDS_WAIT_MS = 30_000;
+
+/**
+ * The next record inside a complete transaction. The writer may still be
+ * writing the bytes that follow a BEGIN it patched (one write is not atomic to a
+ * reader of the file), so a short wait is normal; a long one is a broken spool.
+ */
+async function recordOfTransaction(reader: SpoolReader, signal?: AbortSignal) {
+  const deadline = Date.now() + TRANSACTION_RECORDS_WAIT_MS;
   for (;;) {
     const record = reader.next();
-    if (record === undefined) throw new RangeError("Spool ended inside a complete transaction");
-    if (record.kind === RecordKind.Commit) return;
+    if (record !== undefined) return record;
+    if (signal?.aborted) throw signal.reason;
+    if (Date.now() > deadline) {
+      throw new RangeError(
+        `Spool ended inside a complete transaction for ${TRANSACTION_RECORDS_WAIT_MS} ms`,
+      );
+    }
+    await sleep(5, signal);
   }
 }
 
@@ -300,10 +319,10 @@ async function addTransaction(
   reader: SpoolReader,
   end: Lsn,
   commitTime: bigint,
+  signal?: AbortSignal,
 ): Promise<void> {
   for (;;) {
-    const record = reader.next();
-    if (record === undefined) throw new RangeError("Spool ended inside a complete transaction");
+    const record = await recordOfTransaction(reader, signal);
     if (record.kind === RecordKind.Commit) break;
     if (record.kind !== RecordKind.Change) {
       throw new RangeError(`Spool out of step: record kind ${record.kind} inside a transaction`);

@@ -52,3 +52,11 @@ export async function freshDatabases(name: string): Promise<{ source: string; ta
   }
   return { source: withDatabase(sourceUri(), name), target: withDatabase(targetUri(), name) };
 }
+
+/** A TCP port free on 127.0.0.1 right now. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
