@@ -12,9 +12,11 @@ import type { Catalog } from "../catalog/catalog.ts";
 import { readSentinel, updateSentinel } from "../catalog/sentinel_store.ts";
 import type { Change } from "../decode/change.ts";
 import { DECODING_SESSION_SETTINGS } from "../decode/session_settings.ts";
-import { formatLsn, type Lsn } from "../lsn.ts";
+import { OperatorError } from "../errors.ts";
+import { formatLsn, type Lsn, parseLsn } from "../lsn.ts";
 import { logger } from "../log.ts";
 import { withConnection } from "../pg/connect.ts";
+import { quoteLiteral } from "../pg/quote.ts";
 import { ReplicationConnection } from "../pg/replication.ts";
 import { SpoolWriter } from "../spool/writer.ts";
 import { decoderFor, needsRelations, type Plugin } from "./decoder_for.ts";
@@ -50,6 +52,9 @@ export async function runReceive(options: ReceiveOptions): Promise<ReceiveEnd> {
     lookup,
   );
   const spool = SpoolWriter.open(options.dir, { segmentSize: options.segmentSize ?? 2 ** 30 });
+  if (spool.cutAtOpen > 0) {
+    log.info(`cut ${spool.cutAtOpen} bytes of an unfinished transaction off the spool's tail`);
+  }
   let sentinel = readSentinel(catalog.db);
   const start = sentinel.startpos > spool.position ? sentinel.startpos : spool.position;
   const connection = await ReplicationConnection.connect(options.source, {
@@ -57,6 +62,7 @@ export async function runReceive(options: ReceiveOptions): Promise<ReceiveEnd> {
   });
   let timer: ReturnType<typeof setInterval> | undefined;
   try {
+    await checkNoGap(connection, options.slot, start, sentinel.replayLsn);
     const stream = await connection.startLogical(options.slot, start, {
       pluginOptions: Object.fromEntries(pluginOptions),
     });
@@ -123,13 +129,52 @@ export async function runReceive(options: ReceiveOptions): Promise<ReceiveEnd> {
     clearInterval(timer);
     timer = undefined;
     while (busy) await new Promise((resolve) => setTimeout(resolve, 5));
+    if (stopping) {
+      // Every transaction ending at or before endpos is in the spool: say so, so that
+      // apply reaches endpos even when it stopped inside a later transaction.
+      spool.abandonTransaction();
+      spool.keepalive(sentinel.endpos);
+      log.info(`reached endpos ${formatLsn(sentinel.endpos)}`);
+    }
     if (!signal?.aborted) await status();
     spool.close();
-    if (stopping) log.info(`reached endpos ${formatLsn(sentinel.endpos)}`);
     await stream.stop().catch(() => {});
     return stopping ?? "aborted";
   } finally {
     if (timer !== undefined) clearInterval(timer);
     await connection.close();
+  }
+}
+
+/**
+ * The slot streams from its confirmed_flush_lsn whatever position we ask for.
+ * We only ever confirm what the spool holds (or apply has replayed), so a slot
+ * that confirmed more than that means the spool lost transactions that the
+ * slot will not send again: stop rather than leave a silent gap.
+ */
+async function checkNoGap(
+  connection: ReplicationConnection,
+  slot: string,
+  start: Lsn,
+  replayLsn: Lsn,
+): Promise<void> {
+  const result = await connection.query(
+    `select confirmed_flush_lsn::text from pg_replication_slots where slot_name = ${
+      quoteLiteral(slot)
+    }`,
+  );
+  const confirmed = result.rows[0]?.[0];
+  if (confirmed === undefined || confirmed === null) return; // START_REPLICATION will say
+  const held = start > replayLsn ? start : replayLsn;
+  if (parseLsn(confirmed) > held) {
+    throw new OperatorError(
+      `Cannot resume receiving at "${
+        formatLsn(held)
+      }": slot "${slot}" already confirmed "${confirmed}", and the changes in between are not in the spool`,
+      {
+        hint:
+          "the spool in <dir>/cdc was cut or replaced; run with --restart to start over from a new slot",
+      },
+    );
   }
 }

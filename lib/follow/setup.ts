@@ -33,13 +33,36 @@ export function readSetup(catalog: Catalog): Omit<StreamSetup, "source" | "targe
   const row = catalog.db.prepare(
     "select slot_name, origin, plugin, publication, consistent_point, snapshot from setup where id = 1",
   ).get() as Record<string, string | null> | undefined;
-  if (row === undefined || row["slot_name"] === null) return undefined;
+  // No origin name yet: a slot that "pgferry snapshot --follow" made, not set up (heldSlot()).
+  if (row === undefined || row["slot_name"] === null || row["origin"] === null) return undefined;
   return {
     slot: row["slot_name"]!,
     origin: row["origin"]!,
     plugin: row["plugin"] as Plugin,
     publication: row["publication"]!,
     consistentPoint: parseLsn(row["consistent_point"] ?? "0/0"),
+    snapshot: row["snapshot"] ?? null,
+  };
+}
+
+/**
+ * The slot that `pgferry snapshot --follow` created in this work directory and
+ * that no stream has been set up with yet, or undefined. Setting up a stream
+ * with that slot name uses it (and its consistent point) without --resume.
+ */
+export function heldSlot(
+  catalog: Catalog,
+): { slot: string; plugin: Plugin; consistentPoint: Lsn; snapshot: string | null } | undefined {
+  const row = catalog.db.prepare(
+    "select slot_name, plugin, consistent_point, snapshot from setup where id = 1 and origin is null",
+  ).get() as Record<string, string | null> | undefined;
+  if (row === undefined || row["slot_name"] === null || row["consistent_point"] === null) {
+    return undefined;
+  }
+  return {
+    slot: row["slot_name"]!,
+    plugin: row["plugin"] as Plugin,
+    consistentPoint: parseLsn(row["consistent_point"]!),
     snapshot: row["snapshot"] ?? null,
   };
 }
@@ -79,6 +102,22 @@ export async function createSlot(
 }
 
 /**
+ * Creates the pgoutput publication (for all tables) unless it exists. Call it
+ * before creating the slot: pgoutput reads publications as of each change's
+ * WAL position, so changes made before the publication existed cannot be
+ * decoded ("publication … does not exist").
+ */
+export async function ensurePublication(source: string, publication: string): Promise<void> {
+  await withConnection(source, "source", async (sql) => {
+    const [found] = await sql`select 1 from pg_publication where pubname = ${publication}`;
+    if (found === undefined) {
+      await sql.unsafe(`create publication ${quoteIdent(publication)} for all tables`);
+      log.info(`created publication "${publication}" for all tables`);
+    }
+  });
+}
+
+/**
  * Everything but the slot: publication, origin, sentinel, catalog record.
  * With `resume`, existing objects are reused.
  */
@@ -87,30 +126,9 @@ export async function finishSetup(
   setup: StreamSetup,
   options: { resume: boolean; apply: boolean },
 ): Promise<void> {
-  if (setup.plugin === "pgoutput") {
-    await withConnection(setup.source, "source", async (sql) => {
-      const [found] = await sql`select 1 from pg_publication where pubname = ${setup.publication}`;
-      if (found === undefined) {
-        await sql.unsafe(`create publication ${quoteIdent(setup.publication)} for all tables`);
-        log.info(`created publication "${setup.publication}" for all tables`);
-      }
-    });
-  }
-  await withConnection(setup.target, "target", async (sql) => {
-    const [found] = await sql`select 1 from pg_replication_origin where roname = ${setup.origin}`;
-    if (found !== undefined && !options.resume) {
-      throw new OperatorError(`Replication origin "${setup.origin}" already exists on the target`, {
-        hint: 'pass --resume to continue from its progress, or run "pgferry stream cleanup"',
-      });
-    }
-    if (found === undefined) {
-      await sql`select pg_replication_origin_create(${setup.origin})`;
-      await sql`select pg_replication_origin_advance(${setup.origin}, ${
-        formatLsn(setup.consistentPoint)
-      }::pg_lsn)`;
-      log.info(`created origin "${setup.origin}" at ${formatLsn(setup.consistentPoint)}`);
-    }
-  });
+  if (setup.plugin === "pgoutput") await ensurePublication(setup.source, setup.publication);
+  // Receive alone has no target: the origin is made by the first run that applies.
+  if (setup.target !== "") await createOrigin(setup, options.resume);
   await catalog.write((db) => {
     db.prepare(
       `insert or replace into setup (id, source_pguri, target_pguri, snapshot, plugin, slot_name, origin, publication, consistent_point)
@@ -133,6 +151,25 @@ export async function finishSetup(
   if (options.apply) await updateSentinel(catalog, { apply: true });
 }
 
+/** Creates the target's replication origin at the consistent point (reused with `resume`). */
+async function createOrigin(setup: StreamSetup, resume: boolean): Promise<void> {
+  await withConnection(setup.target, "target", async (sql) => {
+    const [found] = await sql`select 1 from pg_replication_origin where roname = ${setup.origin}`;
+    if (found !== undefined && !resume) {
+      throw new OperatorError(`Replication origin "${setup.origin}" already exists on the target`, {
+        hint: 'pass --resume to continue from its progress, or run "pgferry stream cleanup"',
+      });
+    }
+    if (found === undefined) {
+      await sql`select pg_replication_origin_create(${setup.origin})`;
+      await sql`select pg_replication_origin_advance(${setup.origin}, ${
+        formatLsn(setup.consistentPoint)
+      }::pg_lsn)`;
+      log.info(`created origin "${setup.origin}" at ${formatLsn(setup.consistentPoint)}`);
+    }
+  });
+}
+
 /** Creates slot, publication, origin and sentinel (`stream setup`, `follow`). */
 export async function setupStream(
   catalog: Catalog,
@@ -145,8 +182,9 @@ export async function setupStream(
     (sql) => slotExists(sql, wanted.slot),
   );
   let setup: StreamSetup;
+  const held = heldSlot(catalog);
   if (existing !== undefined) {
-    if (!options.resume) {
+    if (!options.resume && held?.slot !== wanted.slot) {
       throw new OperatorError(`Replication slot "${wanted.slot}" already exists on the source`, {
         hint: 'pass --resume to continue with it, or run "pgferry stream cleanup" to drop it',
       });
@@ -160,13 +198,15 @@ export async function setupStream(
       );
     }
     const recorded = readSetup(catalog);
+    const made = held?.slot === wanted.slot ? held : undefined;
     setup = {
       ...wanted,
-      consistentPoint: recorded?.consistentPoint ?? existing.confirmed,
-      snapshot: null,
+      consistentPoint: recorded?.consistentPoint ?? made?.consistentPoint ?? existing.confirmed,
+      snapshot: recorded?.snapshot ?? made?.snapshot ?? null,
     };
     log.info(`reusing slot "${wanted.slot}"`);
   } else {
+    if (wanted.plugin === "pgoutput") await ensurePublication(wanted.source, wanted.publication);
     await using replication = await ReplicationConnection.connect(wanted.source);
     const created = await createSlot(replication, wanted.slot, wanted.plugin);
     log.info(`created slot "${wanted.slot}" at ${formatLsn(created.consistentPoint)}`);

@@ -75,6 +75,25 @@ export function recordLength(bytes: Uint8Array, offset: number): number {
   return RECORD_HEADER + bodyLength;
 }
 
+/** What recovery needs of a record, without parsing its JSON. */
+export interface RecordHeader {
+  kind: RecordKind;
+  lsn: Lsn;
+  /** A BEGIN's end_lsn (0 while its transaction is not complete); 0 for other kinds. */
+  endLsn: Lsn;
+}
+
+/** Reads kind, LSN and (for a BEGIN) end_lsn of the intact record at `offset`. */
+export function decodeRecordHeader(bytes: Uint8Array, offset: number): RecordHeader {
+  const view = new DataView(bytes.buffer, bytes.byteOffset + offset);
+  const kind = view.getUint8(RECORD_HEADER) as RecordKind;
+  return {
+    kind,
+    lsn: view.getBigUint64(RECORD_HEADER + 1, true),
+    endLsn: kind === RecordKind.Begin ? view.getBigUint64(BEGIN_END_LSN_OFFSET, true) : 0n,
+  };
+}
+
 /** Decodes the intact record of `length` bytes at `offset` (see `recordLength`). */
 export function decodeRecord(bytes: Uint8Array, offset: number, length: number): SpoolRecord {
   const view = new DataView(bytes.buffer, bytes.byteOffset + offset, length);

@@ -2,7 +2,13 @@
  * Reads the records of one segment file from an offset, through a bounded
  * buffer, re-reading the file as it grows. Shared by recovery and the reader.
  */
-import { decodeRecord, recordLength, type SpoolRecord } from "./record.ts";
+import {
+  decodeRecord,
+  decodeRecordHeader,
+  type RecordHeader,
+  recordLength,
+  type SpoolRecord,
+} from "./record.ts";
 
 const CHUNK = 1 << 20;
 
@@ -27,6 +33,23 @@ export class RecordFile {
    * `offset` are not (yet) a complete record. Does not move `offset`.
    */
   peek(): { record: SpoolRecord; length: number } | undefined {
+    const found = this.#locate();
+    if (found === undefined) return undefined;
+    return { record: decodeRecord(this.#buf, found.at, found.length), length: found.length };
+  }
+
+  /**
+   * Like `peek`, but only the record's kind, LSN and BEGIN end_lsn: no JSON is
+   * parsed, so recovery scans a segment at the speed of reading it.
+   */
+  peekHeader(): { header: RecordHeader; length: number } | undefined {
+    const found = this.#locate();
+    if (found === undefined) return undefined;
+    return { header: decodeRecordHeader(this.#buf, found.at), length: found.length };
+  }
+
+  /** Where the intact record at `offset` is in the buffer (filling it when needed). */
+  #locate(): { at: number; length: number } | undefined {
     let at = this.offset - this.#bufStart;
     let length = at >= 0 && at <= this.#bufLen
       ? recordLength(this.#buf.subarray(0, this.#bufLen), at)
@@ -37,7 +60,7 @@ export class RecordFile {
       length = recordLength(this.#buf.subarray(0, this.#bufLen), 0);
       if (length === 0) return undefined;
     }
-    return { record: decodeRecord(this.#buf, at, length), length };
+    return { at, length };
   }
 
   /** Forgets buffered bytes, so the next `peek` sees what the file holds now. */

@@ -43,6 +43,7 @@ export class SpoolWriter {
   #lastKeepalive: Lsn = 0n;
   #durable: Lsn = 0n;
   #dirty = false;
+  #cutAtOpen = 0;
 
   private constructor(cdcDir: string, options: SpoolWriterOptions) {
     this.cdcDir = cdcDir;
@@ -72,6 +73,11 @@ export class SpoolWriter {
   /** The `position` known to be on disk. */
   get durableLsn(): Lsn {
     return this.#durable;
+  }
+
+  /** Bytes of a torn or unfinished tail that opening the spool cut off (the slot sends them again). */
+  get cutAtOpen(): number {
+    return this.#cutAtOpen;
   }
 
   /** Whether a transaction has begun and not yet committed. */
@@ -104,6 +110,16 @@ export class SpoolWriter {
     if (this.#txn !== undefined || lsn <= this.#lastCommit || lsn <= this.#lastKeepalive) return;
     this.#lastKeepalive = lsn;
     this.#write(encodeRecord(RecordKind.Keepalive, lsn));
+  }
+
+  /**
+   * Drops the open transaction, if any (receive stopped inside it, at endpos):
+   * it ends later than anything spooled, and the slot sends it again.
+   */
+  abandonTransaction(): void {
+    if (this.#txn === undefined) return;
+    this.#cutBackTo(this.#txn.offset);
+    this.#txn = undefined;
   }
 
   /** Writes buffered records to the file (visible to readers, not yet durable). */
@@ -152,12 +168,17 @@ export class SpoolWriter {
     patchBegin(txn.begin, change.endLsn, change.commitTime);
     if (txn.offset >= this.#fileSize) {
       this.#buf.set(txn.begin, txn.offset - this.#fileSize);
+      this.#write(encodeRecord(RecordKind.Commit, change.lsn, change));
     } else {
+      // The BEGIN is already in the file (a large transaction): write everything up to
+      // and including COMMIT first, so that a reader who sees the patched BEGIN finds
+      // every record of the transaction in the file.
+      this.#write(encodeRecord(RecordKind.Commit, change.lsn, change));
+      this.flush();
       this.#file.seekSync(txn.offset, Deno.SeekMode.Start);
       writeAll(this.#file, txn.begin);
       this.#file.seekSync(0, Deno.SeekMode.End);
     }
-    this.#write(encodeRecord(RecordKind.Commit, change.lsn, change));
     this.#lastCommit = change.endLsn;
     if (this.#fileSize + this.#bufLen >= this.#segmentSize) this.#rotate();
   }
@@ -209,22 +230,28 @@ export class SpoolWriter {
     this.#lastCommit = last.after;
     const file = new RecordFile(last.path);
     let goodEnd = 0;
+    // The open transaction's end LSN from its BEGIN: 0 when none is open or its BEGIN
+    // was never patched (a crash between writing COMMIT and patching BEGIN).
     let inTxn = false;
+    let txnEnd = 0n;
     try {
       for (;;) {
-        const next = file.peek();
+        const next = file.peekHeader();
         if (next === undefined) break;
         file.offset += next.length;
-        const { record } = next;
-        if (record.kind === RecordKind.Begin) inTxn = true;
-        if (record.kind === RecordKind.Commit) {
+        const { header } = next;
+        if (header.kind === RecordKind.Begin) {
+          if (inTxn) break; // a BEGIN inside a transaction: not something we wrote
+          inTxn = true;
+          txnEnd = header.endLsn;
+        } else if (header.kind === RecordKind.Commit) {
+          if (!inTxn || txnEnd === 0n) break;
           inTxn = false;
           goodEnd = file.offset;
-          if (record.change.tag === "Commit") this.#lastCommit = record.change.endLsn;
-        }
-        if (record.kind === RecordKind.Keepalive && !inTxn) {
+          this.#lastCommit = txnEnd;
+        } else if (header.kind === RecordKind.Keepalive && !inTxn) {
           goodEnd = file.offset;
-          this.#lastKeepalive = record.lsn;
+          this.#lastKeepalive = header.lsn;
         }
       }
     } finally {
@@ -232,6 +259,7 @@ export class SpoolWriter {
     }
     this.#openSegment(last.path);
     if (goodEnd < this.#fileSize) {
+      this.#cutAtOpen = this.#fileSize - goodEnd;
       this.#file.truncateSync(goodEnd);
       this.#file.seekSync(goodEnd, Deno.SeekMode.Start);
       this.#fileSize = goodEnd;
