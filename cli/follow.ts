@@ -11,6 +11,7 @@ import {
   listenPortOption,
   lsnArgument,
   requiredOption,
+  sizeOption,
   sourceOption,
   stringOption,
   targetOption,
@@ -20,9 +21,15 @@ import { updateSentinel } from "../lib/catalog/sentinel_store.ts";
 import { OperatorError, UsageError } from "../lib/errors.ts";
 import { formatLsn } from "../lib/lsn.ts";
 import { type Plugin, PLUGINS } from "../lib/follow/decoder_for.ts";
-import { cleanupStream, readSetup, setupStream } from "../lib/follow/setup.ts";
+import { cleanupStream, heldSlot, readSetup, setupStream } from "../lib/follow/setup.ts";
+import { holdSnapshot } from "../lib/follow/hold_snapshot.ts";
+import { snapshotUsable } from "../lib/clone/export_snapshot.ts";
+import { hasCloneProgress, stepDone } from "../lib/clone/progress.ts";
 import { runFollow, type StageName } from "../lib/follow/supervisor.ts";
 import { loadSecret } from "../lib/sentinel/secret.ts";
+import { logger } from "../lib/log.ts";
+
+const log = logger("clone");
 
 export const pluginOption: OptionSpec = {
   name: "plugin",
@@ -99,6 +106,44 @@ const segmentSizeOption: OptionSpec = {
   default: String(2 ** 30),
 };
 
+const pruneIntervalOption: OptionSpec = {
+  name: "prune-interval",
+  type: "string",
+  value: "SECONDS",
+  help: "Delete spool files already applied (up to replay_lsn) this often; 0: only by stream prune",
+  default: "30",
+};
+const spoolWarnSizeOption: OptionSpec = {
+  name: "spool-warn-size",
+  type: "string",
+  value: "SIZE",
+  help: "Log a warning when the spool's files take more than SIZE",
+  default: "10GiB",
+};
+const slotWarnSizeOption: OptionSpec = {
+  name: "slot-warn-size",
+  type: "string",
+  value: "SIZE",
+  help: "Log a warning when the source's slot retains more than SIZE of WAL",
+  default: "10GiB",
+};
+
+/** Spool retention options of a follow process (also for clone --follow). */
+export const retentionOptions: OptionSpec[] = [
+  pruneIntervalOption,
+  spoolWarnSizeOption,
+  slotWarnSizeOption,
+];
+
+/** Spool retention settings from `retentionOptions`. */
+export function retentionFrom(options: OptionValues) {
+  return {
+    intervalMs: (intOption(options, "prune-interval", 0, 86400) ?? 30) * 1000,
+    spoolWarnBytes: sizeOption(options, "spool-warn-size"),
+    slotWarnBytes: sizeOption(options, "slot-warn-size"),
+  };
+}
+
 /** The options that start the coordinator inside a follow process. */
 export const coordinatorOptions: OptionSpec[] = [
   listenHostOption,
@@ -156,6 +201,148 @@ export async function coordinatorFrom(options: OptionValues) {
       ? { cert: await Deno.readTextFile(certFile), key: await Deno.readTextFile(keyFile) }
       : undefined,
   };
+}
+
+/** What `clone --follow` adds to clone's options. */
+export const cloneFollowOptions: OptionSpec[] = [
+  { name: "follow", type: "boolean", help: "Keep the target following the source after the copy" },
+  pluginOption,
+  slotOption,
+  originOption,
+  publicationOption,
+  endposOption,
+  segmentSizeOption,
+  ...retentionOptions,
+  ...coordinatorOptions,
+];
+
+/** `--restart` of a streaming command: drops slot, publication and origin, and the work directory. */
+export async function restartStream(options: OptionValues): Promise<void> {
+  await cleanupStream(
+    requiredOption(options, "source", "PGFERRY_SOURCE_PGURI"),
+    stringOption(options, "target"),
+    names(options),
+  );
+  await Deno.remove(dirFrom(options), { recursive: true }).catch(() => {});
+}
+
+/**
+ * `clone --follow`: makes the slot and its exported snapshot together, runs
+ * `copy` in that snapshot while the follow stages receive changes (apply off),
+ * releases the snapshot, switches apply on, follows until endpos, and sets the
+ * target's sequences from the source (logical decoding does not carry them).
+ */
+export async function followAlongside(
+  options: OptionValues,
+  catalog: Catalog,
+  copy: (snapshot: string | undefined, signal: AbortSignal) => Promise<void>,
+  syncSequences: () => Promise<number>,
+): Promise<void> {
+  const dir = dirFrom(options);
+  const source = requiredOption(options, "source", "PGFERRY_SOURCE_PGURI");
+  const target = requiredOption(options, "target", "PGFERRY_TARGET_PGURI");
+  const plugin = pluginFrom(options);
+  const wanted = { source, target, plugin, ...names(options) };
+  const coordinator = await coordinatorFrom(options);
+  const retention = retentionFrom(options);
+  const holder = new AbortController();
+  let holding: Promise<void> | undefined;
+  let snapshot: string | undefined;
+  const recorded = readSetup(catalog);
+  const held = heldSlot(catalog);
+  if (recorded === undefined && held?.slot === wanted.slot && held.snapshot) {
+    // "pgferry snapshot --follow" made the slot and holds its snapshot.
+    if (!(await snapshotUsable(source, held.snapshot))) {
+      throw new OperatorError(`The snapshot "${held.snapshot}" of slot "${held.slot}" is gone`, {
+        hint: "run it again with --restart",
+      });
+    }
+    snapshot = held.snapshot;
+    await setupStream(catalog, wanted, { resume: false, apply: false });
+  } else if (recorded === undefined) {
+    if (hasCloneProgress(catalog.db)) {
+      throw new OperatorError(`"${dir}" holds a clone made without --follow`, {
+        hint: "pass --restart to start over with a slot and its snapshot",
+      });
+    }
+    let resolve: (snapshot: string) => void = () => {};
+    const exported = new Promise<string>((r) => resolve = r);
+    holding = holdSnapshot({
+      catalog,
+      source,
+      slot: { name: wanted.slot, plugin, publication: wanted.publication },
+      signal: holder.signal,
+      onSnapshot: (id) => resolve(id),
+    });
+    snapshot = await Promise.race([
+      exported,
+      holding.then(() => {
+        throw new Error("the snapshot was released before the copy began");
+      }),
+    ]);
+    await setupStream(catalog, wanted, { resume: false, apply: false });
+  } else {
+    if (options["resume"] !== true) {
+      throw new OperatorError(
+        `"${dir}" holds an earlier clone --follow (slot "${recorded.slot}")`,
+        {
+          hint: "pass --resume to continue it, or --restart to drop it and start over",
+        },
+      );
+    }
+    await setupStream(catalog, wanted, { resume: true, apply: false });
+    if (!stepDone(catalog.db, "clone")) {
+      // The rows must come from the slot's own snapshot, or changes would be lost or doubled.
+      if (!recorded.snapshot || !(await snapshotUsable(source, recorded.snapshot))) {
+        throw new OperatorError(
+          `The copy cannot resume: the snapshot of slot "${recorded.slot}" is gone with the process that held it`,
+          {
+            hint:
+              'run it again with --restart; to make a copy resumable, hold the snapshot in its own process with "pgferry snapshot --follow"',
+          },
+        );
+      }
+      snapshot = recorded.snapshot;
+    }
+  }
+  const endpos = stringOption(options, "endpos");
+  if (endpos !== undefined) {
+    await updateSentinel(catalog, { endpos: lsnArgument(endpos, "endpos") });
+  }
+  const controller = stopOnSignals();
+  const copying = new AbortController();
+  const following = runFollow({
+    ...wanted,
+    dir,
+    catalog,
+    stages: ["receive", "apply"],
+    signal: controller.signal,
+    segmentSize: intOption(options, "spool-segment-size", 4096, 2 ** 40),
+    retention,
+    ...(coordinator ? { coordinator } : {}),
+  });
+  // A follow that fails while the copy runs stops the copy, and is the error to report.
+  let followFailure: unknown;
+  following.catch((err) => {
+    followFailure = err;
+    copying.abort(err);
+  });
+  controller.signal.addEventListener("abort", () => copying.abort(), { once: true });
+  try {
+    await copy(snapshot, copying.signal);
+  } catch (err) {
+    controller.abort();
+    await following.catch(() => {});
+    throw followFailure ?? err;
+  } finally {
+    holder.abort();
+    await holding;
+  }
+  await updateSentinel(catalog, { apply: true });
+  log.info("the copy is done: applying the changes received meanwhile");
+  await following;
+  if (controller.signal.aborted) return;
+  log.info(`set ${await syncSequences()} sequences from the source`);
 }
 
 /** Stops the pipeline cleanly on Ctrl-C or SIGTERM. */
@@ -228,10 +415,12 @@ function pipelineCommand(
       resumeOption,
       restartOption,
       segmentSizeOption,
+      ...retentionOptions,
       ...coordinatorOptions,
     ],
     async run({ options }) {
       const coordinator = await coordinatorFrom(options);
+      const retention = retentionFrom(options);
       const prepared = await prepare(options, path.join(" "), stages);
       using catalog = prepared.catalog;
       const controller = stopOnSignals();
@@ -241,6 +430,7 @@ function pipelineCommand(
         stages,
         signal: controller.signal,
         segmentSize: intOption(options, "spool-segment-size", 4096, 2 ** 40),
+        retention,
         ...(coordinator ? { coordinator } : {}),
       });
     },

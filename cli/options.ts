@@ -127,3 +127,15 @@ export function intOption(
   }
   return value;
 }
+
+/** A size option: bytes, or a number with a unit (`10GB`, `512MiB`, `64k`: powers of 1024). */
+export function sizeOption(options: OptionValues, name: string): number | undefined {
+  const text = stringOption(options, name);
+  if (text === undefined) return undefined;
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])i?b?|b)?\s*$/i.exec(text);
+  if (!match) {
+    throw new UsageError(`Invalid --${name} "${text}": expected a size like 10GiB, 512MB or 4096`);
+  }
+  const power = match[2] === undefined ? 0 : "kmgt".indexOf(match[2].toLowerCase()) + 1;
+  return Math.round(Number(match[1]) * 1024 ** power);
+}

@@ -42,7 +42,7 @@ export class Catalog {
       });
     }
     await Deno.mkdir(dir, { recursive: true });
-    const lockFile = await Deno.open(join(dir, "catalog.lock"), {
+    const lockFile = await Deno.open(catalogLockPath(dir), {
       read: true,
       write: true,
       create: true,
@@ -115,6 +115,11 @@ export class Catalog {
 /** Where the catalog of a work directory lives. */
 export function catalogPath(dir: string): string {
   return join(dir, "catalog.db");
+}
+
+/** The file whose flock serialises the catalog's writers. */
+export function catalogLockPath(dir: string): string {
+  return join(dir, "catalog.lock");
 }
 
 function migrate(db: DatabaseSync, path: string): void {

@@ -12,6 +12,9 @@ import { logger } from "../log.ts";
 import { Coordinator, type CoordinatorOptions } from "../sentinel/coordinator.ts";
 import type { StreamState } from "../sentinel/codec.ts";
 import type { Plugin } from "./decoder_for.ts";
+import { holdPidFiles } from "./pid_files.ts";
+import { Retention, type RetentionOptions } from "./retention.ts";
+import { pruneSpool } from "../spool/prune.ts";
 import type { StageReport } from "./stage_worker.ts";
 
 const log = logger("follow");
@@ -33,6 +36,8 @@ export interface FollowOptions {
   coordinator?: Omit<CoordinatorOptions, "catalog" | "state">;
   signal?: AbortSignal;
   segmentSize?: number | undefined;
+  /** Automatic spool pruning and size warnings. */
+  retention?: RetentionOptions;
 }
 
 const WORKER_URLS: Record<StageName, URL> = {
@@ -89,10 +94,17 @@ export async function runFollow(options: FollowOptions): Promise<void> {
     log.info(`endpos ${formatLsn(first.endpos)} already reached: nothing to do`);
     return;
   }
+  using _pids = await holdPidFiles(options.dir, options.stages);
   let state: StreamState = "init";
   const coordinator = options.coordinator
-    ? Coordinator.start({ ...options.coordinator, catalog, state: () => state })
+    ? Coordinator.start({
+      ...options.coordinator,
+      catalog,
+      state: () => state,
+      cleanup: (dryRun) => pruneSpool(options.dir, readSentinel(catalog.db).replayLsn, { dryRun }),
+    })
     : undefined;
+  const retention = new Retention(options, options.retention);
   const stageOptions = {
     dir: options.dir,
     source: options.source,
@@ -121,6 +133,7 @@ export async function runFollow(options: FollowOptions): Promise<void> {
         ...[...running].map(([stage, p]) => p.then((report) => ({ stage, report }))),
       ]);
       if (outcome === "tick") {
+        retention.tick();
         const sentinel = readSentinel(catalog.db);
         if (sentinel.endpos !== 0n && reached(sentinel, target)) break;
         continue;
@@ -158,6 +171,7 @@ export async function runFollow(options: FollowOptions): Promise<void> {
     await Promise.all(stages.map((stage) => stage.stop()));
     if (state !== "error") state = "done";
     await coordinator?.close();
+    await retention.close();
   }
   if (failure) throw failure;
   const sentinel = readSentinel(catalog.db);
