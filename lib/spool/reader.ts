@@ -8,16 +8,13 @@
 import { formatLsn, type Lsn } from "../lsn.ts";
 import { RecordKind, type SpoolRecord } from "./record.ts";
 import { RecordFile } from "./record_file.ts";
-import { listSegments, type Segment, spoolDir } from "./segments.ts";
+import { listSegments, type Segment, segmentAt, spoolDir } from "./segments.ts";
 
 /** Reads the spool of work directory `dir`. */
 export class SpoolReader {
   readonly cdcDir: string;
   #segment: Segment | undefined;
   #file: RecordFile | undefined;
-  /** Segments after the current one, as last listed (listing a big spool is slow). */
-  #ahead: Segment[] = [];
-  #aheadAt = 0;
   /** End LSN of the last transaction read from the current segment. */
   #lastEnd: Lsn | undefined;
 
@@ -38,23 +35,22 @@ export class SpoolReader {
       if (segment.after <= after) chosen = segment;
     }
     this.#segment = chosen ?? segments[0];
-    this.#ahead = segments;
-    this.#aheadAt = 0;
   }
 
-  /** The segment after the current one, listing the directory again only when none is known. */
+  /**
+   * A segment after the current one, or undefined when the writer has not
+   * created one yet. The writer names the next segment after the last commit
+   * of the current one, so that is the file to look for first: a directory
+   * listing taken while the writer creates files may miss some and show later
+   * ones (readdir order is not creation order).
+   */
   #later(): Segment | undefined {
-    const current = this.#segment!.after;
-    const ahead = () => {
-      while (this.#aheadAt < this.#ahead.length && this.#ahead[this.#aheadAt]!.after <= current) {
-        this.#aheadAt++;
-      }
-      return this.#ahead[this.#aheadAt];
-    };
-    if (ahead() !== undefined) return ahead();
-    this.#ahead = listSegments(this.cdcDir);
-    this.#aheadAt = 0;
-    return ahead();
+    const current = this.#segment!;
+    if (this.#lastEnd !== undefined) {
+      const expected = segmentAt(this.cdcDir, this.#lastEnd);
+      if (exists(expected.path)) return expected;
+    }
+    return listSegments(this.cdcDir).find((s) => s.after > current.after);
   }
 
   /**
@@ -81,18 +77,21 @@ export class SpoolReader {
       // Nothing more here for now: move on only when a later segment exists,
       // which the writer creates after it finished this one.
       this.#file.refresh();
-      const later = this.#later();
+      let later = this.#later();
       if (later === undefined) return undefined;
       // Re-check this segment once more: the writer finished it before creating `later`.
       const last = this.#file.peek();
       if (last !== undefined) continue;
-      // The writer names a segment after the last commit of the one before.
-      if (this.#lastEnd !== undefined && this.#lastEnd !== later.after) {
-        throw new RangeError(
-          `Spool gap: segment ${this.#segment!.name} ends at ${
-            formatLsn(this.#lastEnd)
-          }, the next one is ${later.name}`,
-        );
+      if (this.#lastEnd !== undefined && later.after !== this.#lastEnd) {
+        const expected = segmentAt(this.cdcDir, this.#lastEnd);
+        if (!exists(expected.path)) {
+          throw new RangeError(
+            `Spool gap: segment ${this.#segment!.name} ends with a transaction at ${
+              formatLsn(this.#lastEnd)
+            }, but the next segment is ${later.name}, not ${expected.name}`,
+          );
+        }
+        later = expected;
       }
       this.#lastEnd = undefined;
       this.#file.close();
@@ -105,8 +104,16 @@ export class SpoolReader {
     this.#file?.close();
     this.#file = undefined;
     this.#segment = undefined;
-    this.#ahead = [];
-    this.#aheadAt = 0;
     this.#lastEnd = undefined;
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
   }
 }

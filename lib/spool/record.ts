@@ -122,8 +122,3 @@ export function decodeRecord(bytes: Uint8Array, offset: number, length: number):
       throw new RangeError(`Unknown spool record kind ${kind} at offset ${offset}`);
   }
 }
-
-/** Segment file name for a segment that starts after `lsn`: sorts in LSN order. */
-export function segmentName(after: Lsn): string {
-  return `${after.toString(16).toUpperCase().padStart(16, "0")}.spool`;
-}

@@ -16,6 +16,17 @@ export function spoolDir(dir: string): string {
   return join(dir, "cdc");
 }
 
+/** Segment file name for a segment that starts after `lsn`: sorts in LSN order. */
+export function segmentName(after: Lsn): string {
+  return `${after.toString(16).toUpperCase().padStart(16, "0")}.spool`;
+}
+
+/** The segment of `cdcDir` named after `after` (whether or not it exists). */
+export function segmentAt(cdcDir: string, after: Lsn): Segment {
+  const name = segmentName(after);
+  return { name, path: join(cdcDir, name), after };
+}
+
 /** Lists the segments of `cdcDir` in order; an absent directory has none. */
 export function listSegments(cdcDir: string): Segment[] {
   const segments: Segment[] = [];

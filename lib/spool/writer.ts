@@ -16,9 +16,9 @@
 import { join } from "node:path";
 import type { Begin, Change, Commit } from "../decode/change.ts";
 import type { Lsn } from "../lsn.ts";
-import { encodeRecord, patchBegin, RecordKind, segmentName } from "./record.ts";
+import { encodeRecord, patchBegin, RecordKind } from "./record.ts";
 import { RecordFile } from "./record_file.ts";
-import { listSegments, spoolDir } from "./segments.ts";
+import { listSegments, segmentName, spoolDir } from "./segments.ts";
 
 const BUFFER = 1 << 20;
 
