@@ -23,15 +23,29 @@ export interface ConnectOptions {
   textParameters?: boolean;
 }
 
-/** Opens a client; nothing connects until the first query. */
+/**
+ * Opens a client; nothing connects until the first query.
+ *
+ * A client of one connection (the default) is one session: callers set session
+ * state on it (a replication origin session, `SET`, `PREPARE`, a snapshot)
+ * and rely on it for every later statement. postgres.js would silently open a
+ * new connection after losing one, or after `max_lifetime` (30 to 60 minutes
+ * by default), and run the next statements in a session without that state.
+ * So connections are never recycled, and once a one-connection client's
+ * connection closes, the client ends: every later query fails with
+ * `CONNECTION_ENDED` (retryable), and the caller starts over with a new client.
+ */
 export function connect(pguri: string, options: ConnectOptions = {}): Sql {
-  const sql = postgres(pguri, {
-    max: options.max ?? 1,
+  const max = options.max ?? 1;
+  const sql: postgres.Sql = postgres(pguri, {
+    max,
     connect_timeout: options.connectTimeout ?? 10,
     onnotice: () => {},
     idle_timeout: 0,
+    max_lifetime: 0,
     prepare: true,
     connection: { application_name: "pgferry" },
+    ...(max === 1 ? { onclose: () => void sql.end({ timeout: 0 }) } : {}),
   });
   if (options.textParameters) {
     // No serializer ever applies, including the array ones postgres.js adds once connected.
