@@ -1037,6 +1037,17 @@ export class ReplicationConnection implements AsyncDisposable {
         continue;
       }
       if (type === B.COMMAND_COMPLETE && this.#stopRequested) continue;
+      if (type === B.COMMAND_COMPLETE) {
+        // A walsender asked to stop by a server shutdown ends the copy this way, with no
+        // CopyDone, once we have confirmed everything it sent, and then exits
+        // (WalSndDone): the stream is over, and the connection with it.
+        throw this.#fail(
+          new PgConnectionError(
+            "08006",
+            `The server ${describeServer(this.#params)} ended streaming: it is shutting down`,
+          ),
+        );
+      }
       await this.#handleAsync(type, reader.body, "streaming");
     }
   }
