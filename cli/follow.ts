@@ -144,6 +144,48 @@ export function retentionFrom(options: OptionValues) {
   };
 }
 
+const metricsPortOption: OptionSpec = {
+  name: "metrics-port",
+  type: "string",
+  value: "PORT",
+  help: "Serve Prometheus metrics at http://HOST:PORT/metrics",
+  env: "PGFERRY_METRICS_PORT",
+};
+const metricsHostOption: OptionSpec = {
+  name: "metrics-host",
+  type: "string",
+  value: "HOST",
+  help: "The address (HOST) the metrics are served on",
+  env: "PGFERRY_METRICS_HOST",
+  default: "127.0.0.1",
+};
+const stallTimeoutOption: OptionSpec = {
+  name: "stall-timeout",
+  type: "string",
+  value: "SECONDS",
+  help: "Restart apply when replay_lsn stays still this long while changes wait; 0: never",
+  env: "PGFERRY_STALL_TIMEOUT",
+  default: "60",
+};
+
+/** Metrics and the apply watchdog of a follow process (also for clone --follow). */
+export const monitoringOptions: OptionSpec[] = [
+  metricsPortOption,
+  metricsHostOption,
+  stallTimeoutOption,
+];
+
+/** Metrics endpoint (when --metrics-port is set) and stall timeout from `monitoringOptions`. */
+export function monitoringFrom(options: OptionValues) {
+  const port = intOption(options, "metrics-port", 0, 65535);
+  return {
+    metrics: port === undefined
+      ? undefined
+      : { host: stringOption(options, "metrics-host") ?? "127.0.0.1", port },
+    stallTimeoutMs: (intOption(options, "stall-timeout", 0, 86400) ?? 60) * 1000,
+  };
+}
+
 /** The options that start the coordinator inside a follow process. */
 export const coordinatorOptions: OptionSpec[] = [
   listenHostOption,
@@ -213,6 +255,7 @@ export const cloneFollowOptions: OptionSpec[] = [
   endposOption,
   segmentSizeOption,
   ...retentionOptions,
+  ...monitoringOptions,
   ...coordinatorOptions,
 ];
 
@@ -245,6 +288,7 @@ export async function followAlongside(
   const wanted = { source, target, plugin, ...names(options) };
   const coordinator = await coordinatorFrom(options);
   const retention = retentionFrom(options);
+  const monitoring = monitoringFrom(options);
   const holder = new AbortController();
   let holding: Promise<void> | undefined;
   let snapshot: string | undefined;
@@ -319,6 +363,7 @@ export async function followAlongside(
     signal: controller.signal,
     segmentSize: intOption(options, "spool-segment-size", 4096, 2 ** 40),
     retention,
+    ...monitoring,
     ...(coordinator ? { coordinator } : {}),
   });
   // A follow that fails while the copy runs stops the copy, and is the error to report.
@@ -416,11 +461,13 @@ function pipelineCommand(
       restartOption,
       segmentSizeOption,
       ...retentionOptions,
+      ...monitoringOptions,
       ...coordinatorOptions,
     ],
     async run({ options }) {
       const coordinator = await coordinatorFrom(options);
       const retention = retentionFrom(options);
+      const monitoring = monitoringFrom(options);
       const prepared = await prepare(options, path.join(" "), stages);
       using catalog = prepared.catalog;
       const controller = stopOnSignals();
@@ -431,6 +478,7 @@ function pipelineCommand(
         signal: controller.signal,
         segmentSize: intOption(options, "spool-segment-size", 4096, 2 ** 40),
         retention,
+        ...monitoring,
         ...(coordinator ? { coordinator } : {}),
       });
     },
@@ -449,7 +497,11 @@ once, until every transaction up to endpos is applied. Set endpos up front
 (--endpos) or later: "pgferry stream sentinel set endpos". After a crash, run
 the same command with --resume.
 With --host/--port (PGFERRY_HOST/PGFERRY_PORT) the sentinel is also served
-over TCP; a non-loopback address needs PGFERRY_SECRET or --secret-file.`,
+over TCP; a non-loopback address needs PGFERRY_SECRET or --secret-file.
+With --metrics-port, Prometheus metrics are served at /metrics (on
+127.0.0.1 unless --metrics-host says otherwise). When replay_lsn has not
+moved for --stall-timeout seconds while changes wait, apply is reported
+stalled and restarted.`,
 );
 
 const replay = {

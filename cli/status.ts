@@ -25,8 +25,11 @@ the spool's files and bytes, and endpos. With --source, also the source's
 current WAL position, the lag behind it and the WAL its slot retains.
 Without --host: from the catalog and spool in --dir, the state being
 "running" or "stopped" (a process running the receive or apply stage holds
-<dir>/receive.pid or <dir>/apply.pid). With --host: from the coordinator (QUERY_STATUS), the state being
-init, streaming, done or error; the spool is not visible from there.`,
+<dir>/receive.pid or <dir>/apply.pid); apply is marked STALLED (JSON:
+"stalled": true) while that process's watchdog finds it stuck: replay_lsn
+still for --stall-timeout while changes wait. With --host: from the
+coordinator (QUERY_STATUS), the state being init, streaming, done or error;
+the spool and stalls are not visible from there.`,
   options: [
     dirOption,
     ...tcpOptions,

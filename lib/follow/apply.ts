@@ -14,7 +14,7 @@
  */
 import type { Catalog } from "../catalog/catalog.ts";
 import { readSentinel, updateSentinel } from "../catalog/sentinel_store.ts";
-import type { Change } from "../decode/change.ts";
+import type { Change, TableName } from "../decode/change.ts";
 import { formatPgTimestamp } from "../decode/pg_timestamp.ts";
 import { formatLsn, type Lsn, parseLsn } from "../lsn.ts";
 import { connect, type Sql } from "../pg/connect.ts";
@@ -24,6 +24,7 @@ import { deleteSql, insertSql, type Statement, truncateSql, updateSql } from "./
 import { quoteLiteral } from "../pg/quote.ts";
 import { TargetTables } from "./target_tables.ts";
 import { logger } from "../log.ts";
+import type { StageCounters, Tally } from "./metrics.ts";
 
 const log = logger("apply");
 
@@ -33,6 +34,8 @@ export interface ApplyOptions {
   target: string;
   origin: string;
   signal?: AbortSignal;
+  /** Rows, transactions, latency and signs of life, for the supervisor. */
+  counters: StageCounters;
   /** Bytes of SQL sent in one round trip (default 256 KiB). */
   batchBytes?: number;
 }
@@ -42,6 +45,7 @@ export type ApplyEnd = "endpos" | "aborted";
 
 const POLL_SENTINEL_MS = 200;
 const REPORT_MS = 1000;
+const CANCEL_AFTER_STOP_MS = 1000;
 
 /**
  * Sets up the origin session. The client has one connection (max 1), so this
@@ -57,10 +61,16 @@ async function originSession(sql: Sql, origin: string): Promise<void> {
 
 /** Runs apply until endpos is reached or the signal aborts. */
 export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
-  const { catalog, signal } = options;
+  const { catalog, signal, counters } = options;
   const batchBytes = options.batchBytes ?? 256 * 1024;
   const sql = connect(options.target, { role: "target" });
   const reader = new SpoolReader(options.dir);
+  const batch = new TargetBatch(sql, batchBytes, counters);
+  // A statement waiting on a lock never sees the signal: a round trip still
+  // under way a moment after the stop is cancelled on the server.
+  let canceller: ReturnType<typeof setTimeout> | undefined;
+  const onAbort = () => canceller = setTimeout(() => batch.cancel(), CANCEL_AFTER_STOP_MS);
+  signal?.addEventListener("abort", onAbort, { once: true });
   try {
     await originSession(sql, options.origin);
     const conn = sql;
@@ -84,7 +94,7 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
     };
     const reachedEndpos = () => sentinel.endpos !== 0n && replayed >= sentinel.endpos;
 
-    const batch = new TargetBatch(conn, batchBytes);
+    const rows = new RowTallies(counters);
     /** Commits the open group; with `wait`, until the server has, and replay_lsn moves there. */
     const commitGroup = async (wait = true) => {
       await batch.commit();
@@ -94,6 +104,7 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
     };
     let idle = 0;
     while (!signal?.aborted) {
+      counters.alive();
       if (Date.now() - lastPoll >= POLL_SENTINEL_MS) {
         await commitGroup();
         sentinel = readSentinel(catalog.db);
@@ -138,10 +149,14 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
         break;
       }
       if (end <= progress) {
-        await skipTransaction(reader, signal);
+        await skipTransaction(reader, counters, signal);
         continue;
       }
-      await addTransaction(batch, tables, reader, end, record.commitTime, signal);
+      await addTransaction(
+        { batch, tables, rows, reader, counters, signal },
+        end,
+        record.commitTime,
+      );
       if (batch.transactions >= GROUP_TRANSACTIONS) await commitGroup(false);
       await report();
     }
@@ -151,15 +166,26 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
     });
     await report(true);
     return signal?.aborted ? "aborted" : "endpos";
+  } catch (err) {
+    if (signal?.aborted) return "aborted"; // the statement cancelled on stop
+    throw err;
   } finally {
+    signal?.removeEventListener("abort", onAbort);
+    clearTimeout(canceller);
     reader.close();
     await sql.end({ timeout: 5 });
   }
 }
 
 /** Reads past the records of a transaction already applied. */
-async function skipTransaction(reader: SpoolReader, signal?: AbortSignal): Promise<void> {
-  while ((await recordOfTransaction(reader, signal)).kind !== RecordKind.Commit) { /* skip */ }
+async function skipTransaction(
+  reader: SpoolReader,
+  counters: StageCounters,
+  signal?: AbortSignal,
+): Promise<void> {
+  while ((await recordOfTransaction(reader, counters, signal)).kind !== RecordKind.Commit) {
+    /* skip */
+  }
 }
 
 /** How long a complete transaction's records may take to show in the file. */
@@ -170,11 +196,16 @@ const TRANSACTION_RECORDS_WAIT_MS = 30_000;
  * writing the bytes that follow a BEGIN it patched (one write is not atomic to a
  * reader of the file), so a short wait is normal; a long one is a broken spool.
  */
-async function recordOfTransaction(reader: SpoolReader, signal?: AbortSignal) {
+async function recordOfTransaction(
+  reader: SpoolReader,
+  counters: StageCounters,
+  signal?: AbortSignal,
+) {
   const deadline = Date.now() + TRANSACTION_RECORDS_WAIT_MS;
   for (;;) {
     const record = reader.next();
     if (record !== undefined) return record;
+    counters.alive(); // waiting for input, not stuck on the target
     if (signal?.aborted) throw signal.reason;
     if (Date.now() > deadline) {
       throw new RangeError(
@@ -193,41 +224,61 @@ function literal(value: string | null): string {
 /** Source transactions grouped into one target transaction, at most. */
 const GROUP_TRANSACTIONS = 500;
 
+/** One target transaction on its way: what to count once the server has committed it. */
+interface Group {
+  end: Lsn;
+  commitTime: bigint;
+  transactions: number;
+  rows: Map<Tally, number>;
+  /** performance.now() at its BEGIN. */
+  began: number;
+}
+
+/** PostgreSQL's epoch, 2000-01-01 00:00 UTC, in Unix seconds. */
+const PG_EPOCH_UNIX_SECONDS = 946_684_800;
+
 /**
  * The open target transaction: statements go out as multi-statement simple
  * queries of up to `batchBytes` (one round trip each, the next one built while
  * the last is on the wire). Several small source transactions share one
  * target transaction; its COMMIT carries the origin progress of the last one,
- * so progress still moves atomically with the data.
+ * so progress still moves atomically with the data. Rows and transactions are
+ * counted when the server has committed them.
  */
 class TargetBatch {
   readonly #sql: Sql;
   readonly #batchBytes: number;
+  readonly #counters: StageCounters;
+  readonly #transactionsApplied: Tally;
+  readonly #roundTrips: Tally;
   readonly #prepared = new Map<string, string>();
   #text = "";
-  #open = false;
+  #group: Group | undefined;
   #inflight: Promise<void> | undefined;
+  #query: { cancel(): void } | undefined;
   #failure: unknown;
-  #end: Lsn = 0n;
-  #commitTime = 0n;
   #committed: Lsn = 0n;
-  transactions = 0;
 
-  constructor(sql: Sql, batchBytes: number) {
+  constructor(sql: Sql, batchBytes: number, counters: StageCounters) {
     this.#sql = sql;
     this.#batchBytes = batchBytes;
+    this.#counters = counters;
+    this.#transactionsApplied = counters.counter("pgferry_transactions_applied_total");
+    this.#roundTrips = counters.counter("pgferry_apply_round_trips_total");
+  }
+
+  /** Source transactions in the open target transaction. */
+  get transactions(): number {
+    return this.#group?.transactions ?? 0;
   }
 
   /**
    * Adds a statement: prepared once per shape (PREPARE … AS, on this session),
    * then EXECUTE with untyped literals; the server parses only the short
-   * EXECUTE and reuses the plan.
+   * EXECUTE and reuses the plan. `rows` counts it once committed.
    */
-  async add(statement: Statement): Promise<void> {
-    if (!this.#open) {
-      this.#text += "begin;";
-      this.#open = true;
-    }
+  async add(statement: Statement, rows: Tally): Promise<void> {
+    this.count(rows);
     if (statement.values.length === 0) {
       this.#text += statement.text + ";";
     } else {
@@ -242,15 +293,18 @@ class TargetBatch {
     if (this.#text.length >= this.#batchBytes) await this.#send();
   }
 
+  /** Counts one more row of the open transaction (for TRUNCATE: one more table). */
+  count(rows: Tally): void {
+    const group = this.#begin();
+    group.rows.set(rows, (group.rows.get(rows) ?? 0) + 1);
+  }
+
   /** Marks the end of one source transaction. */
   endTransaction(end: Lsn, commitTime: bigint): void {
-    if (!this.#open) {
-      this.#text += "begin;";
-      this.#open = true;
-    }
-    this.#end = end;
-    this.#commitTime = commitTime;
-    this.transactions++;
+    const group = this.#begin();
+    group.end = end;
+    group.commitTime = commitTime;
+    group.transactions++;
   }
 
   /**
@@ -259,13 +313,13 @@ class TargetBatch {
    * `committed` moves once the server has answered (see `sync`).
    */
   async commit(): Promise<void> {
-    if (!this.#open) return;
-    this.#text += `select pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(this.#end))}, ${
-      quoteLiteral(formatPgTimestamp(this.#commitTime))
+    const group = this.#group;
+    if (group === undefined) return;
+    this.#text += `select pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(group.end))}, ${
+      quoteLiteral(formatPgTimestamp(group.commitTime))
     });commit`;
-    this.#open = false;
-    this.transactions = 0;
-    await this.#send(this.#end);
+    this.#group = undefined;
+    await this.#send(group);
   }
 
   /** Waits for everything sent; returns the end of the last committed transaction (0 when none). */
@@ -279,26 +333,65 @@ class TargetBatch {
     this.#prepared.clear();
     await this.#sql.unsafe("deallocate all").catch(() => {});
     this.#text = "";
-    this.#open = false;
-    this.transactions = 0;
+    this.#group = undefined;
     await this.#inflight?.catch(() => {});
     this.#inflight = undefined;
     this.#failure = undefined;
     await this.#sql.unsafe("rollback").catch(() => {});
   }
 
-  async #send(commits?: Lsn): Promise<void> {
+  /** Cancels the round trip under way, if any, on the server (a lock wait, a long statement). */
+  cancel(): void {
+    this.#query?.cancel();
+  }
+
+  #begin(): Group {
+    if (this.#group === undefined) {
+      this.#text += "begin;";
+      this.#group = {
+        end: 0n,
+        commitTime: 0n,
+        transactions: 0,
+        rows: new Map(),
+        began: performance.now(),
+      };
+    }
+    return this.#group;
+  }
+
+  async #send(commits?: Group): Promise<void> {
     await this.#settle();
     const text = this.#text;
     this.#text = "";
-    this.#inflight = this.#sql.unsafe(text).simple().then(
+    const query = this.#sql.unsafe(text).simple();
+    this.#query = query;
+    this.#inflight = query.then(
       () => {
-        if (commits !== undefined) this.#committed = commits;
+        this.#query = undefined;
+        this.#roundTrips.value++;
+        this.#counters.alive();
+        if (commits !== undefined) this.#committed = this.#counted(commits);
       },
       (err) => {
+        this.#query = undefined;
         this.#failure = err;
       },
     );
+  }
+
+  /** Counts a committed group; returns its end. */
+  #counted(group: Group): Lsn {
+    for (const [tally, n] of group.rows) tally.value += n;
+    this.#transactionsApplied.value += group.transactions;
+    this.#counters.observe(
+      "pgferry_apply_latency_seconds",
+      (performance.now() - group.began) / 1000,
+    );
+    this.#counters.set(
+      "pgferry_apply_last_commit_timestamp_seconds",
+      Number(group.commitTime) / 1e6 + PG_EPOCH_UNIX_SECONDS,
+    );
+    return group.end;
   }
 
   async #settle(): Promise<void> {
@@ -312,28 +405,80 @@ class TargetBatch {
   }
 }
 
+type Operation = "insert" | "update" | "delete" | "truncate";
+
+/** The rows-applied counters of each table and operation, looked up once per table. */
+class RowTallies {
+  readonly #counters: StageCounters;
+  readonly #tallies = new Map<string, Record<Operation, Tally>>();
+
+  constructor(counters: StageCounters) {
+    this.#counters = counters;
+  }
+
+  of(name: TableName, operation: Operation): Tally {
+    const table = `${name.schema}.${name.table}`;
+    let tallies = this.#tallies.get(table);
+    if (tallies === undefined) {
+      const tally = (operation: Operation) =>
+        this.#counters.counter("pgferry_rows_applied_total", { table, operation });
+      tallies = {
+        insert: tally("insert"),
+        update: tally("update"),
+        delete: tally("delete"),
+        truncate: tally("truncate"),
+      };
+      this.#tallies.set(table, tallies);
+    }
+    return tallies[operation];
+  }
+}
+
+/** Where addTransaction reads, what it writes to, and what it counts. */
+interface TransactionContext {
+  batch: TargetBatch;
+  tables: TargetTables;
+  rows: RowTallies;
+  reader: SpoolReader;
+  counters: StageCounters;
+  signal: AbortSignal | undefined;
+}
+
 /** Adds one complete source transaction from the spool to the batch. */
 async function addTransaction(
-  batch: TargetBatch,
-  tables: TargetTables,
-  reader: SpoolReader,
+  { batch, tables, rows, reader, counters, signal }: TransactionContext,
   end: Lsn,
   commitTime: bigint,
-  signal?: AbortSignal,
 ): Promise<void> {
   for (;;) {
-    const record = await recordOfTransaction(reader, signal);
+    const record = await recordOfTransaction(reader, counters, signal);
     if (record.kind === RecordKind.Commit) break;
     if (record.kind !== RecordKind.Change) {
       throw new RangeError(`Spool out of step: record kind ${record.kind} inside a transaction`);
     }
-    const statement = await statementFor(record.change, tables);
-    if (statement !== undefined) await batch.add(statement);
+    const change = record.change;
+    if (change.tag === "Begin" || change.tag === "Commit") {
+      throw new RangeError(`Unexpected ${change.tag} inside a transaction`);
+    }
+    const statement = await statementFor(change, tables);
+    if (statement === undefined) continue;
+    if (change.tag === "Truncate") {
+      const [first, ...others] = change.relations.map((r) => rows.of(r, "truncate"));
+      await batch.add(statement, first!);
+      for (const tally of others) batch.count(tally);
+    } else {
+      await batch.add(statement, rows.of(change.relation, OPERATIONS[change.tag]));
+    }
   }
   batch.endTransaction(end, commitTime);
 }
 
-async function statementFor(change: Change, tables: TargetTables): Promise<Statement | undefined> {
+const OPERATIONS = { Insert: "insert", Update: "update", Delete: "delete" } as const;
+
+async function statementFor(
+  change: Exclude<Change, { tag: "Begin" | "Commit" }>,
+  tables: TargetTables,
+): Promise<Statement | undefined> {
   switch (change.tag) {
     case "Insert":
       return insertSql(
@@ -352,8 +497,6 @@ async function statementFor(change: Change, tables: TargetTables): Promise<State
       );
     case "Truncate":
       return truncateSql(change, await Promise.all(change.relations.map((r) => tables.load(r))));
-    default:
-      throw new RangeError(`Unexpected ${change.tag} inside a transaction`);
   }
 }
 

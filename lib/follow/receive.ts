@@ -21,6 +21,7 @@ import { ReplicationConnection } from "../pg/replication.ts";
 import { SpoolWriter } from "../spool/writer.ts";
 import { decoderFor, needsRelations, type Plugin } from "./decoder_for.ts";
 import { loadRelations, relationLookup } from "./source_relations.ts";
+import type { StageCounters } from "./metrics.ts";
 
 const log = logger("receive");
 
@@ -32,6 +33,8 @@ export interface ReceiveOptions {
   plugin: Plugin;
   publication: string;
   signal?: AbortSignal;
+  /** Bytes and transactions received, for the supervisor. */
+  counters: StageCounters;
   /** Spool segment size in bytes (default 1 GiB). */
   segmentSize?: number;
 }
@@ -71,6 +74,8 @@ export async function runReceive(options: ReceiveOptions): Promise<ReceiveEnd> {
     let durable = spool.sync();
     let reported = { write: -1n, flush: -1n };
     let stopping: ReceiveEnd | undefined;
+    const bytesReceived = options.counters.counter("pgferry_receive_bytes_total");
+    const transactionsReceived = options.counters.counter("pgferry_receive_transactions_total");
 
     const status = async (replyRequested = false) => {
       durable = spool.sync();
@@ -109,12 +114,14 @@ export async function runReceive(options: ReceiveOptions): Promise<ReceiveEnd> {
     for await (const message of stream) {
       if (signal?.aborted) break;
       if (message.tag === "XLogData") {
+        bytesReceived.value += message.data.length;
         for (const change of decoder.decode(message.walStart, message.data)) {
           if (pastEndpos(change)) {
             stopping = "endpos";
             break;
           }
           spool.append(change);
+          if (change.tag === "Commit") transactionsReceived.value++;
           const at = change.tag === "Commit" ? change.endLsn : change.lsn;
           if (at > received) received = at;
         }

@@ -1,8 +1,9 @@
 /**
  * What `pgferry status` reports: where each stage of the pipeline is, how far
- * apart they are, how much the spool and the source's slot hold, and whether
- * the follow process runs. Read from the catalog and the work directory, or
- * from the coordinator over TCP (QUERY_STATUS, QUERY_SENTINEL).
+ * apart they are, how much the spool and the source's slot hold, whether the
+ * follow process runs, and whether its watchdog finds apply stalled. Read
+ * from the catalog and the work directory, or from the coordinator over TCP
+ * (QUERY_STATUS, QUERY_SENTINEL).
  */
 import type { Catalog } from "../catalog/catalog.ts";
 import { readSentinel, type Sentinel } from "../catalog/sentinel_store.ts";
@@ -14,6 +15,7 @@ import type { StreamState } from "../sentinel/codec.ts";
 import { type SpoolUsage, spoolUsage } from "../spool/usage.ts";
 import { readPidFiles, type StageName, type StageProcess, STAGES } from "./pid_files.ts";
 import { readSetup } from "./setup.ts";
+import { readStall, type Stall } from "./watchdog.ts";
 
 /**
  * The follow process's state: over TCP, the coordinator's own (init,
@@ -36,6 +38,8 @@ export interface PipelineStatus {
   slot: string | undefined;
   source: SlotUsage | undefined;
   spool: SpoolUsage | undefined;
+  /** The apply stall the running follow's watchdog sees; null when not known (tcp). */
+  stall: Stall | undefined | null;
 }
 
 /** Status from the catalog and spool of `dir`; with a source URI, its position and slot too. */
@@ -45,10 +49,11 @@ export async function statusFromCatalog(
 ): Promise<PipelineStatus> {
   const sentinel = readSentinel(catalog.db);
   const slot = options.slot ?? readSetup(catalog)?.slot;
-  const [stages, spool, source] = await Promise.all([
+  const [stages, spool, source, stall] = await Promise.all([
     readPidFiles(catalog.dir),
     spoolUsage(catalog.dir),
     sourceUsage(options.source, slot),
+    readStall(catalog.dir),
   ]);
   return {
     via: "catalog",
@@ -61,6 +66,7 @@ export async function statusFromCatalog(
     slot,
     source,
     spool,
+    stall: stages.apply.running ? stall : undefined, // a file left by a dead process says nothing
   };
 }
 
@@ -88,6 +94,7 @@ export async function statusFromCoordinator(
     slot: options.slot,
     source: await sourceUsage(options.source, options.slot),
     spool: undefined,
+    stall: null,
   };
 }
 
@@ -129,6 +136,8 @@ export function statusJson(status: PipelineStatus): Record<string, unknown> {
       replay_lsn: formatLsn(s.replayLsn),
     },
     endpos_reached: s.endpos !== 0n && s.replayLsn >= s.endpos,
+    stalled: status.stall === null ? null : status.stall !== undefined,
+    stall: status.stall ? stallJson(status.stall) : null,
     lag_bytes: {
       source_to_write: current === undefined ? null : distance(current, s.writeLsn),
       write_to_flush: distance(s.writeLsn, s.flushLsn),
@@ -153,6 +162,16 @@ export function statusJson(status: PipelineStatus): Record<string, unknown> {
       first: status.spool.first === undefined ? null : formatLsn(status.spool.first),
       last: status.spool.last === undefined ? null : formatLsn(status.spool.last),
     },
+  };
+}
+
+function stallJson(stall: Stall) {
+  return {
+    since: stall.since,
+    seconds: Math.round((Date.now() - Date.parse(stall.since)) / 1000),
+    replay_lsn: formatLsn(stall.replayLsn),
+    timeout_seconds: stall.timeoutSeconds,
+    restarts: stall.restarts,
   };
 }
 
@@ -193,7 +212,7 @@ export function statusLines(status: PipelineStatus): string[] {
       distance(s.flushLsn, s.replayLsn)
     } bytes behind flush${
       current === undefined ? "" : `, ${distance(current, s.replayLsn)} behind the source`
-    }`,
+    }${status.stall ? `; ${stallText(status.stall)}` : ""}`,
   ]);
   lines.push([
     "endpos",
@@ -205,6 +224,11 @@ export function statusLines(status: PipelineStatus): string[] {
   ]);
   lines.push(["startpos", formatLsn(s.startpos)]);
   return lines.map(([name, text]) => `${name.padEnd(9)} ${text}`);
+}
+
+function stallText(stall: Stall): string {
+  const { seconds, timeout_seconds } = stallJson(stall);
+  return `STALLED: replay_lsn has not moved for ${seconds} s (stall timeout ${timeout_seconds} s), apply restarted ${stall.restarts} times`;
 }
 
 /** ` (pid N)`, ` (last pid N)`, or each stage's when they differ. */

@@ -1,8 +1,9 @@
 /**
  * The follow supervisor, on the main thread: starts the receive and apply
  * stages as Web Workers, restarts one that fails with a transient error (with
- * backoff), stops everything with a clear message on a permanent one, polls
- * the sentinel to see endpos reached, and serves the coordinator when asked.
+ * backoff) or an apply stage the watchdog finds stuck, stops everything with a
+ * clear message on a permanent one, polls the sentinel to see endpos reached,
+ * and serves the coordinator and the metrics when asked.
  */
 import type { Catalog } from "../catalog/catalog.ts";
 import { readSentinel } from "../catalog/sentinel_store.ts";
@@ -15,7 +16,10 @@ import type { Plugin } from "./decoder_for.ts";
 import { holdPidFiles } from "./pid_files.ts";
 import { Retention, type RetentionOptions } from "./retention.ts";
 import { pruneSpool } from "../spool/prune.ts";
-import type { StageReport } from "./stage_worker.ts";
+import type { StageMessage, StageReport } from "./stage_worker.ts";
+import { type MetricsDelta, MetricsRegistry } from "./metrics.ts";
+import { type MetricsEndpoint, MetricsServer } from "./metrics_server.ts";
+import { Watchdog } from "./watchdog.ts";
 
 const log = logger("follow");
 
@@ -38,6 +42,10 @@ export interface FollowOptions {
   segmentSize?: number | undefined;
   /** Automatic spool pruning and size warnings. */
   retention?: RetentionOptions;
+  /** Serve Prometheus metrics at http://host:port/metrics. */
+  metrics?: MetricsEndpoint | undefined;
+  /** Restart apply when replay_lsn stays put this long with changes waiting (default 60 s; 0: never). */
+  stallTimeoutMs?: number | undefined;
 }
 
 const WORKER_URLS: Record<StageName, URL> = {
@@ -46,18 +54,25 @@ const WORKER_URLS: Record<StageName, URL> = {
 };
 
 const MAX_BACKOFF_MS = 30_000;
+const DEFAULT_STALL_TIMEOUT_MS = 60_000;
 
 /** One stage's worker, restarted on transient failures. */
 class Stage {
   readonly name: StageName;
   readonly #options: Record<string, unknown>;
+  readonly #onMetrics: (delta: MetricsDelta) => void;
   #worker: Worker | undefined;
   #ended: Promise<StageReport> | undefined;
   restarts = 0;
 
-  constructor(name: StageName, options: Record<string, unknown>) {
+  constructor(
+    name: StageName,
+    options: Record<string, unknown>,
+    onMetrics: (delta: MetricsDelta) => void,
+  ) {
     this.name = name;
     this.#options = options;
+    this.#onMetrics = onMetrics;
   }
 
   /** Starts the worker; the promise settles with its report. */
@@ -65,7 +80,11 @@ class Stage {
     const worker = new Worker(WORKER_URLS[this.name].href, { type: "module", name: this.name });
     this.#worker = worker;
     this.#ended = new Promise<StageReport>((resolve) => {
-      worker.onmessage = (event) => resolve(event.data as StageReport);
+      worker.onmessage = (event) => {
+        const message = event.data as StageMessage;
+        if (message.type === "metrics") this.#onMetrics(message.delta);
+        else resolve(message);
+      };
       worker.onerror = (event) => {
         event.preventDefault();
         resolve({ type: "error", message: event.message, code: undefined, errorClass: "fatal" });
@@ -95,6 +114,13 @@ export async function runFollow(options: FollowOptions): Promise<void> {
     return;
   }
   using _pids = await holdPidFiles(options.dir, options.stages);
+  const registry = new MetricsRegistry();
+  const watchdog = options.stages.includes("apply")
+    ? new Watchdog(options.dir, options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS)
+    : undefined;
+  await using _metrics = options.metrics
+    ? MetricsServer.start(options.metrics, { ...options, registry, watchdog })
+    : undefined;
   let state: StreamState = "init";
   const coordinator = options.coordinator
     ? Coordinator.start({
@@ -102,6 +128,8 @@ export async function runFollow(options: FollowOptions): Promise<void> {
       catalog,
       state: () => state,
       cleanup: (dryRun) => pruneSpool(options.dir, readSentinel(catalog.db).replayLsn, { dryRun }),
+      onRequest: (type, result) =>
+        registry.inc("pgferry_coordinator_requests_total", { type: snakeCase(type), result }),
     })
     : undefined;
   const retention = new Retention(options, options.retention);
@@ -115,14 +143,29 @@ export async function runFollow(options: FollowOptions): Promise<void> {
     publication: options.publication,
     ...(options.segmentSize ? { segmentSize: options.segmentSize } : {}),
   };
-  const stages = options.stages.map((name) => new Stage(name, stageOptions));
+  const stages = options.stages.map((name) =>
+    new Stage(name, stageOptions, (delta) => {
+      registry.add(delta);
+      if (name === "apply" && delta.progressed) watchdog?.alive();
+    })
+  );
+  for (const stage of stages) {
+    registry.inc("pgferry_stage_restarts_total", { stage: stage.name }, 0);
+  }
   const running = new Map<Stage, Promise<StageReport>>();
   let failure: OperatorError | undefined;
   const stopAll = new AbortController();
   const onAbort = () => stopAll.abort();
   signal?.addEventListener("abort", onAbort, { once: true });
 
-  const launch = (stage: Stage) => running.set(stage, stage.start());
+  const launch = (stage: Stage) => {
+    running.set(stage, stage.start());
+    if (stage.name === "apply") watchdog?.alive();
+  };
+  const restarted = (stage: Stage) => {
+    stage.restarts++;
+    registry.inc("pgferry_stage_restarts_total", { stage: stage.name });
+  };
   try {
     stages.forEach(launch);
     state = "streaming";
@@ -136,6 +179,13 @@ export async function runFollow(options: FollowOptions): Promise<void> {
         retention.tick();
         const sentinel = readSentinel(catalog.db);
         if (sentinel.endpos !== 0n && reached(sentinel, target)) break;
+        const apply = stages.find((stage) => stage.name === "apply");
+        if (apply && running.has(apply) && watchdog?.check(sentinel)) {
+          running.delete(apply);
+          restarted(apply);
+          await apply.stop();
+          if (!stopAll.signal.aborted) launch(apply);
+        }
         continue;
       }
       const { stage, report } = outcome;
@@ -145,11 +195,14 @@ export async function runFollow(options: FollowOptions): Promise<void> {
         if (stage.name === "apply" || !options.stages.includes("apply")) break;
         continue;
       }
+      if (report.type === "error") {
+        registry.inc("pgferry_errors_total", { stage: stage.name, class: report.errorClass });
+      }
       if (report.type === "done" || report.errorClass === "retryable") {
         const why = report.type === "done" ? "the stream ended" : report.message;
         const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(stage.restarts, 6));
         const jittered = Math.round(backoff * (0.75 + Math.random() * 0.5));
-        stage.restarts++;
+        restarted(stage);
         log.warn(`${stage.name} stopped, restarting in ${jittered} ms: ${why}`, {
           code: report.type === "error" ? report.code : undefined,
           restarts: stage.restarts,
@@ -172,6 +225,7 @@ export async function runFollow(options: FollowOptions): Promise<void> {
     if (state !== "error") state = "done";
     await coordinator?.close();
     await retention.close();
+    watchdog?.close();
   }
   if (failure) throw failure;
   const sentinel = readSentinel(catalog.db);
@@ -180,6 +234,11 @@ export async function runFollow(options: FollowOptions): Promise<void> {
       formatLsn(sentinel.replayLsn)
     }`,
   );
+}
+
+/** `QuerySentinel` → `query_sentinel`, for a label value. */
+function snakeCase(name: string): string {
+  return name.replace(/[a-z0-9][A-Z]/g, (pair) => `${pair[0]}_${pair[1]}`).toLowerCase();
 }
 
 function reached(

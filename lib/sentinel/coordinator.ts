@@ -53,7 +53,12 @@ export interface CoordinatorOptions {
   watchPingMs?: number;
   /** Prunes the spool, for CLEANUP. */
   cleanup?: (dryRun: boolean) => Promise<CleanupResult>;
+  /** Told of every request served: its message type and how it ended (for metrics). */
+  onRequest?: (type: string, result: RequestResult) => void;
 }
+
+/** How a request ended: answered, answered with an ERROR, or refused before it was read. */
+export type RequestResult = "ok" | "error" | "refused";
 
 const WATCH_PING_MS = 5000;
 const WATCH_POLL_MS = 200;
@@ -171,6 +176,7 @@ export class Coordinator implements AsyncDisposable {
     try {
       if (this.#connections.size > (this.#options.maxConnections ?? 64)) {
         log.warn("too many connections: refusing one", { peer });
+        this.#options.onRequest?.("Connect", "refused");
         await io.send({ type: "Error", message: "Too many connections to the coordinator" });
         return;
       }
@@ -180,20 +186,24 @@ export class Coordinator implements AsyncDisposable {
         if (request === undefined) return;
         if (!authenticated) {
           authenticated = await this.#authenticate(io, request, peer);
+          this.#options.onRequest?.(request.type, authenticated ? "ok" : "error");
           if (!authenticated) return;
           continue;
         }
         if (request.type === "Watch") {
+          this.#options.onRequest?.(request.type, "ok");
           await this.#watch(io, conn, peer);
           return;
         }
         const reply = await this.#answer(request, peer);
+        this.#options.onRequest?.(request.type, reply.type === "Error" ? "error" : "ok");
         await io.send(reply);
         if (reply.type === "Error") return;
       }
     } catch (err) {
       if (err instanceof SentinelProtocolError) {
         log.warn(`bad request: ${err.message}`, { peer });
+        this.#options.onRequest?.("Invalid", "error");
         await io.send({ type: "Error", message: err.message }).catch(() => {});
       } else if (err instanceof ReadTimeout) {
         log.warn(`no complete request within ${io.timeoutMs} ms: closing`, { peer });
