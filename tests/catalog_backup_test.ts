@@ -11,6 +11,7 @@ import { freshDatabases, tempDir } from "./helpers/env.ts";
 import { pgferry, spawnPgferry } from "./helpers/pgferry.ts";
 import { assertSameData, withSql } from "./helpers/tables.ts";
 import { SCHEMA_VERSION } from "../lib/catalog/schema.ts";
+import { psql, waitFor } from "./helpers/pg.ts";
 
 const SCHEMA = `
 create table acc (id integer primary key, v bigint not null);
@@ -25,29 +26,12 @@ insert into hist (acc, delta) values (:id, :d);
 commit;
 `;
 
-async function psql(uri: string, sql: string): Promise<void> {
-  const out = await new Deno.Command("psql", {
-    args: ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", uri, "-c", sql],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
-}
-
 function pgbench(uri: string, script: string, seconds: number): Promise<Deno.CommandOutput> {
   return new Deno.Command("/usr/lib/postgresql/15/bin/pgbench", {
     args: ["-n", "-c", "2", "-T", String(seconds), "-f", script, uri],
     stdout: "null",
     stderr: "piped",
   }).output();
-}
-
-async function waitFor(check: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
 }
 
 /** quick_check and the sentinel row of a catalog file, read straight with SQLite. */

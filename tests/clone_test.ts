@@ -4,7 +4,7 @@
  */
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import postgres from "postgres";
+import type postgres from "postgres";
 import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts";
 import { freePort, freshDatabases, tempDir } from "./helpers/env.ts";
 import { pgferry, spawnPgferry } from "./helpers/pgferry.ts";
@@ -12,17 +12,9 @@ import { makeRichSource } from "./helpers/rich_schema.ts";
 import { compareData } from "../lib/clone/compare_data.ts";
 import { CopyConnection, pipeCopy } from "../lib/pg/copy_connection.ts";
 import { syncSequences } from "../lib/clone/sequences.ts";
+import { withSql } from "./helpers/tables.ts";
 
 type Sql = ReturnType<typeof postgres>;
-
-async function withSql<T>(uri: string, fn: (sql: Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(uri, { max: 1, onnotice: () => {} });
-  try {
-    return await fn(sql);
-  } finally {
-    await sql.end();
-  }
-}
 
 async function value(uri: string, query: string): Promise<unknown> {
   return await withSql(uri, async (sql) => {

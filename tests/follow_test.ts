@@ -8,38 +8,15 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { freePort, freshDatabases, tempDir } from "./helpers/env.ts";
 import { pgferry, spawnPgferry } from "./helpers/pgferry.ts";
 import { assertSameData, withSql } from "./helpers/tables.ts";
+import { cleanupStream, psql, waitFor } from "./helpers/pg.ts";
 
 const FIXTURES = new URL("./fixtures/decode/", import.meta.url);
 const SCHEMAS = ["dx", "Odd Schema"];
-
-/** Runs SQL from a file or text in a separate psql process, stopping at the first error. */
-async function psql(uri: string, input: { file: string } | { sql: string }): Promise<void> {
-  const args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", uri];
-  if ("file" in input) args.push("-f", input.file);
-  else args.push("-c", input.sql);
-  const out = await new Deno.Command("psql", { args, stdout: "piped", stderr: "piped" }).output();
-  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
-}
 
 async function schemaOnBoth(source: string, target: string): Promise<void> {
   const schema = fromFileUrl(new URL("schema.sql", FIXTURES));
   await psql(source, { file: schema });
   await psql(target, { file: schema });
-}
-
-async function cleanup(source: string, target: string, name: string): Promise<void> {
-  await pgferry([
-    "stream",
-    "cleanup",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
-  ]);
 }
 
 /** The second half of the workload: after a WAL switch, more of every kind of change. */
@@ -114,7 +91,7 @@ for (const plugin of ["pgoutput", "test_decoding", "wal2json"] as const) {
       try {
         follow.kill("SIGKILL");
       } catch { /* exited */ }
-      await cleanup(source, target, name);
+      await cleanupStream(source, target, name);
     }
     // wal2json 2.5 writes NaN and infinities as JSON null: a documented loss of that plugin.
     await assertSameData(source, target, SCHEMAS, plugin === "wal2json" ? ["dx.special"] : []);
@@ -182,18 +159,10 @@ Deno.test("follow over SQLite: endpos set in the catalog stops it with the targe
     try {
       follow.kill("SIGKILL");
     } catch { /* exited */ }
-    await cleanup(source, target, name);
+    await cleanupStream(source, target, name);
   }
   await assertSameData(source, target, SCHEMAS);
 });
-
-async function waitFor(check: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 const WORKLOAD_SCHEMA = `
 create table acc (id integer primary key, v bigint not null, note text);
@@ -269,7 +238,7 @@ Deno.test("crash safety: kill -9 follow at random moments 10 times under load, n
     try {
       follow.kill("SIGKILL");
     } catch { /* exited */ }
-    await cleanup(source, target, name);
+    await cleanupStream(source, target, name);
   }
   const rows = await withSql(
     source,
@@ -349,7 +318,7 @@ Deno.test("an endpos inside a transaction: the transaction is applied whole or n
     const second = await pgferry([...args, "--resume", "--endpos", end]);
     assertEquals(second.code, 0, second.stderr);
   } finally {
-    await cleanup(source, target, name);
+    await cleanupStream(source, target, name);
   }
   await assertSameData(source, target, ["public"]);
   const n = await withSql(
@@ -427,7 +396,7 @@ Deno.test("set prefetch keeps receiving while apply waits; set apply resumes it"
     try {
       follow.kill("SIGKILL");
     } catch { /* exited */ }
-    await cleanup(source, target, name);
+    await cleanupStream(source, target, name);
   }
   await assertSameData(source, target, ["public"]);
 });

@@ -15,6 +15,7 @@ import { listSegments, spoolDir } from "../lib/spool/segments.ts";
 import { pruneSpool } from "../lib/spool/prune.ts";
 import type { Change, Column } from "../lib/decode/change.ts";
 import { parseLsn } from "../lib/lsn.ts";
+import { cleanupStream, psql, sourceLsn, waitFor } from "./helpers/pg.ts";
 
 // ---------------------------------------------------------------------------
 // pruneSpool on a spool made by SpoolWriter
@@ -139,15 +140,6 @@ insert into hist (acc, delta) values (:id, :d);
 commit;
 `;
 
-async function psql(uri: string, sql: string): Promise<void> {
-  const out = await new Deno.Command("psql", {
-    args: ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", uri, "-c", sql],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
-}
-
 /** pgbench with the workload: `-t` transactions per client, or `-T` seconds. */
 async function pgbench(uri: string, dir: string, limit: string[]): Promise<void> {
   const script = `${dir}.pgbench`;
@@ -158,21 +150,6 @@ async function pgbench(uri: string, dir: string, limit: string[]): Promise<void>
     stderr: "piped",
   }).output();
   assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
-}
-
-async function waitFor(check: () => Promise<boolean>, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
-async function sourceLsn(source: string): Promise<string> {
-  return await withSql(
-    source,
-    async (sql) => (await sql`select pg_current_wal_flush_lsn()::text as l`)[0]!["l"] as string,
-  );
 }
 
 interface Positions {
@@ -227,21 +204,6 @@ function followArgs(name: string, source: string, target: string, dir: string): 
     "--spool-segment-size",
     "4096",
   ];
-}
-
-async function cleanup(source: string, target: string, name: string): Promise<void> {
-  await pgferry([
-    "stream",
-    "cleanup",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
-  ]);
 }
 
 function countRows(uri: string): Promise<number> {
@@ -340,7 +302,7 @@ Deno.test("prune with apply off deletes nothing unapplied; with apply on it free
     try {
       follow.kill("SIGKILL");
     } catch { /* exited */ }
-    await cleanup(source, target, name);
+    await cleanupStream(source, target, name);
   }
   await assertSameData(source, target, ["public"]);
 });
@@ -413,7 +375,7 @@ Deno.test("stream prune over TCP (CLEANUP): --dry-run deletes nothing and says w
     try {
       follow.kill("SIGKILL");
     } catch { /* exited */ }
-    await cleanup(source, target, name);
+    await cleanupStream(source, target, name);
   }
   await assertSameData(source, target, ["public"]);
 });
@@ -480,7 +442,7 @@ Deno.test("the follow process killed at random moments while it prunes, then res
     try {
       follow.kill("SIGKILL");
     } catch { /* exited */ }
-    await cleanup(source, target, name);
+    await cleanupStream(source, target, name);
   }
   assert(logs.some((log) => log.includes("pruned")), "pruning happened between the kills");
   assert((await countRows(source)) > 3000);

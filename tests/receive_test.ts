@@ -15,6 +15,7 @@ import { RecordKind } from "../lib/spool/record.ts";
 import { RecordFile } from "../lib/spool/record_file.ts";
 import { SpoolReader } from "../lib/spool/reader.ts";
 import { listSegments, spoolDir } from "../lib/spool/segments.ts";
+import { waitFor } from "./helpers/pg.ts";
 
 type Sql = postgres.Sql<Record<string, never>>;
 
@@ -69,14 +70,6 @@ function byName(tuple: Tuple): Record<string, Value> {
 async function currentLsn(sql: Sql): Promise<string> {
   const [row] = await sql`select pg_current_wal_flush_lsn()::text as lsn`;
   return row!["lsn"] as string;
-}
-
-async function waitFor(what: string, check: () => Promise<boolean> | boolean, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 function spoolBytes(dir: string): number {

@@ -4,7 +4,7 @@
  * cluster (wal_level=logical) that scripts/test.sh starts. The test cluster
  * trusts 127.0.0.1, so password authentication is only checked offline here.
  */
-import postgres from "postgres";
+import type postgres from "postgres";
 import {
   assert,
   assertEquals,
@@ -30,6 +30,7 @@ import {
   type ReplicationStream,
   ScramSha256,
 } from "../lib/pg/replication.ts";
+import { withSql } from "./helpers/tables.ts";
 
 // ---------------------------------------------------------------------------
 // Codec
@@ -231,15 +232,6 @@ function testUri(): Promise<string> {
     return withDatabase(sourceUri(), DATABASE);
   })();
   return databaseReady;
-}
-
-async function withSql<T>(uri: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(uri, { max: 1, onnotice: () => {} });
-  try {
-    return await fn(sql);
-  } finally {
-    await sql.end();
-  }
 }
 
 function uniqueSlot(what: string): string {

@@ -8,25 +8,9 @@ import { pgferry, spawnPgferry } from "./helpers/pgferry.ts";
 import { withSql } from "./helpers/tables.ts";
 import { listSegments, spoolDir } from "../lib/spool/segments.ts";
 import { parseLsn } from "../lib/lsn.ts";
+import { psql, waitFor } from "./helpers/pg.ts";
 
 const SCHEMA = "create table hist (id bigserial primary key, delta integer)";
-
-async function psql(uri: string, sql: string): Promise<void> {
-  const out = await new Deno.Command("psql", {
-    args: ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", uri, "-c", sql],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
-}
-
-async function waitFor(check: () => Promise<boolean>, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 async function sourceLsn(source: string): Promise<bigint> {
   return await withSql(

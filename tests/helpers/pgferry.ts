@@ -99,7 +99,8 @@ export class Spawned {
   > {
     const [status, stdout, stderr] = await Promise.all([
       this.#child.status,
-      new Response(this.#child.stdout).text().catch(() => ""),
+      // A caller that reads stdout itself keeps it; the output then has none.
+      this.#child.stdout.locked ? "" : new Response(this.#child.stdout).text().catch(() => ""),
       this.#stderr,
     ]);
     return { code: status.code, signal: status.signal, stdout, stderr };
