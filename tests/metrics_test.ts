@@ -10,6 +10,7 @@ import { freePort, freshDatabases, tempDir } from "./helpers/env.ts";
 import { pgferry, type Spawned, spawnPgferry } from "./helpers/pgferry.ts";
 import { assertSameData, withSql } from "./helpers/tables.ts";
 import { parseLsn } from "../lib/lsn.ts";
+import { cleanupStream, psql, waitFor } from "./helpers/pg.ts";
 
 const SCHEMA = `
 create table acc (id integer primary key, v bigint not null);
@@ -24,38 +25,6 @@ insert into acc (id, v) values (:id, :d) on conflict (id) do update set v = acc.
 insert into hist (acc, delta) values (:id, :d);
 commit;
 `;
-
-async function psql(uri: string, sql: string): Promise<void> {
-  const out = await new Deno.Command("psql", {
-    args: ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", uri, "-c", sql],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
-async function cleanup(source: string, target: string, name: string): Promise<void> {
-  await pgferry([
-    "stream",
-    "cleanup",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
-  ]);
-}
 
 /** Kills a follow that is still running and waits for it. */
 async function stop(follow: Spawned): Promise<void> {
@@ -296,7 +265,7 @@ Deno.test("/metrics under a write load: strict text format, the listed series pr
     assertEquals(code, 0, stderr);
   } finally {
     await stop(follow);
-    await cleanup(source, target, name);
+    await cleanupStream(source, target, name);
   }
   await assertSameData(source, target, ["public"]);
 });
@@ -418,7 +387,7 @@ Deno.test("a target table locked by another session: status and /metrics show ap
     release();
     await Promise.allSettled([writer, locker]);
     await stop(follow);
-    await cleanup(source, target, name);
+    await cleanupStream(source, target, name);
   }
   await assertSameData(source, target, ["public"]);
   assert((await count(target, "select count(*) as n from hist")) > 100);
