@@ -3,6 +3,8 @@ import type { CommandSpec, OptionSpec, OptionValues } from "./command.ts";
 import {
   dirFrom,
   dirOption,
+  filtersFrom,
+  filtersOption,
   intOption,
   requiredOption,
   sourceOption,
@@ -13,7 +15,6 @@ import { Catalog } from "../lib/catalog/catalog.ts";
 import { OperatorError, UsageError } from "../lib/errors.ts";
 import { runClone } from "../lib/clone/clone.ts";
 import type { CloneStep } from "../lib/clone/progress.ts";
-import { type Filters, noFilters, parseFilters } from "../lib/clone/filters.ts";
 import {
   formatBytes,
   formatDuration,
@@ -60,13 +61,6 @@ const splitMaxPartsOption: OptionSpec = {
   value: "N",
   help: "At most N parts per split table (default: --table-jobs)",
   env: "PGFERRY_SPLIT_MAX_PARTS",
-};
-
-export const filtersOption: OptionSpec = {
-  name: "filters",
-  type: "string",
-  value: "FILE",
-  help: "Filters in pgcopydb's INI format ([include-only-table], [exclude-schema], …)",
 };
 
 const flag = (name: string, help: string, env?: string): OptionSpec => ({
@@ -135,26 +129,6 @@ export function parseSize(text: string, option: string): number {
   const unit = (match[2] ?? "b").toLowerCase()[0]!;
   const power = { b: 0, k: 1, m: 2, g: 3, t: 4 }[unit] ?? 0;
   return Math.round(Number(match[1]) * 1024 ** power);
-}
-
-/** The filters the options name, or none. */
-export async function filtersFrom(options: OptionValues): Promise<Filters> {
-  const file = stringOption(options, "filters");
-  if (file === undefined) return noFilters();
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch (err) {
-    throw new OperatorError(`Cannot read the filters file "${file}": ${String(err)}`, {
-      cause: err,
-    });
-  }
-  try {
-    return parseFilters(text, file);
-  } catch (err) {
-    if (err instanceof SyntaxError) throw new UsageError(err.message, { cause: err });
-    throw err;
-  }
 }
 
 /** Aborts on Ctrl-C or SIGTERM. */

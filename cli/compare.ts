@@ -1,7 +1,15 @@
 /** `pgferry compare schema|data`: is the target the same as the source? */
 import type { CommandSpec } from "./command.ts";
-import { intOption, jsonOption, requiredOption, sourceOption, targetOption } from "./options.ts";
-import { filtersFrom, filtersOption, tableJobsOption } from "./clone.ts";
+import {
+  filtersFrom,
+  filtersOption,
+  intOption,
+  jsonOption,
+  requiredOption,
+  sourceOption,
+  targetOption,
+} from "./options.ts";
+import { tableJobsOption } from "./clone.ts";
 import { OperatorError } from "../lib/errors.ts";
 import { compareData } from "../lib/clone/compare_data.ts";
 import { compareSchema } from "../lib/clone/compare_schema.ts";

@@ -6,6 +6,8 @@ import type { CommandSpec, OptionSpec, OptionValues } from "./command.ts";
 import {
   dirFrom,
   dirOption,
+  filtersFrom,
+  filtersOption,
   intOption,
   listenHostOption,
   listenPortOption,
@@ -362,6 +364,7 @@ export async function followAlongside(
     stages: ["receive", "apply"],
     signal: controller.signal,
     segmentSize: intOption(options, "spool-segment-size", 4096, 2 ** 40),
+    filters: await filtersFrom(options),
     retention,
     ...monitoring,
     ...(coordinator ? { coordinator } : {}),
@@ -456,6 +459,7 @@ function pipelineCommand(
     description,
     options: [
       ...streamOptions,
+      filtersOption,
       endposOption,
       resumeOption,
       restartOption,
@@ -477,6 +481,7 @@ function pipelineCommand(
         stages,
         signal: controller.signal,
         segmentSize: intOption(options, "spool-segment-size", 4096, 2 ** 40),
+        filters: await filtersFrom(options),
         retention,
         ...monitoring,
         ...(coordinator ? { coordinator } : {}),

@@ -5,7 +5,8 @@
  */
 import { join } from "node:path";
 import type { OptionSpec, OptionValues } from "./command.ts";
-import { UsageError } from "../lib/errors.ts";
+import { OperatorError, UsageError } from "../lib/errors.ts";
+import { type Filters, noFilters, parseFilters } from "../lib/clone/filters.ts";
 import { type Lsn, parseLsn } from "../lib/lsn.ts";
 
 /** `$TMPDIR/pgferry`, else `/tmp/pgferry`. */
@@ -138,4 +139,31 @@ export function sizeOption(options: OptionValues, name: string): number | undefi
   }
   const power = match[2] === undefined ? 0 : "kmgt".indexOf(match[2].toLowerCase()) + 1;
   return Math.round(Number(match[1]) * 1024 ** power);
+}
+
+export const filtersOption: OptionSpec = {
+  name: "filters",
+  type: "string",
+  value: "FILE",
+  help: "Filters in pgcopydb's INI format ([include-only-table], [exclude-schema], …)",
+};
+
+/** The filters the options name, or none. */
+export async function filtersFrom(options: OptionValues): Promise<Filters> {
+  const file = stringOption(options, "filters");
+  if (file === undefined) return noFilters();
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (err) {
+    throw new OperatorError(`Cannot read the filters file "${file}": ${String(err)}`, {
+      cause: err,
+    });
+  }
+  try {
+    return parseFilters(text, file);
+  } catch (err) {
+    if (err instanceof SyntaxError) throw new UsageError(err.message, { cause: err });
+    throw err;
+  }
 }

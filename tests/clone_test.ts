@@ -13,6 +13,7 @@ import { compareData } from "../lib/clone/compare_data.ts";
 import { CopyConnection, pipeCopy } from "../lib/pg/copy_connection.ts";
 import { syncSequences } from "../lib/clone/sequences.ts";
 import { withSql } from "./helpers/tables.ts";
+import { cleanupStream, waitFor } from "./helpers/pg.ts";
 
 type Sql = ReturnType<typeof postgres>;
 
@@ -637,4 +638,84 @@ commit;
     const query = `select last_value::text || ' ' || is_called::text from ${sequence}`;
     assertEquals(await value(db.target, query), await value(db.source, query), sequence);
   }
+});
+
+Deno.test("clone --follow --filters: the tables the filters leave out get neither rows nor changes", async () => {
+  const db = await freshDatabases("clone_follow_filters");
+  await withSql(db.source, (sql) =>
+    sql.unsafe(`create schema f; create schema g;
+      create table f.keep (id int primary key, v text);
+      create table f.skip (id int primary key, v text);
+      create table f.nodata (id int primary key, v text);
+      create table f.parted (id int primary key, v text) partition by range (id);
+      create table f.parted_1 partition of f.parted for values from (0) to (1000000);
+      create table g.t (id int primary key, v text);
+      insert into f.keep select g, 'k' from generate_series(1, 100) g;
+      insert into f.skip select g, 's' from generate_series(1, 100) g;
+      insert into f.nodata select g, 'n' from generate_series(1, 100) g;
+      insert into f.parted select g, 'p' from generate_series(1, 100) g;
+      insert into g.t select g, 'g' from generate_series(1, 100) g;`));
+  const dir = await tempDir("clone-follow-filters");
+  const filters = join(dir, "..", "clone-follow-filters.ini");
+  await Deno.writeTextFile(
+    filters,
+    "[exclude-schema]\ng\n\n[exclude-table]\nf.skip\nf.parted\n\n[exclude-table-data]\nf.nodata\n",
+  );
+  const name = "clone_follow_filters";
+  const work = join(dir, "work");
+  const follow = spawnPgferry([
+    "clone",
+    "--follow",
+    "--source",
+    db.source,
+    "--target",
+    db.target,
+    "--dir",
+    work,
+    "--filters",
+    filters,
+    "--slot-name",
+    name,
+    "--origin",
+    name,
+  ]);
+  try {
+    await waitFor(
+      "the follow stages",
+      async () =>
+        (await pgferry(["stream", "sentinel", "get", "--apply", "--dir", work])).stdout.trim() ===
+          "enabled",
+    );
+    await withSql(
+      db.source,
+      (sql) =>
+        sql.unsafe(`insert into f.keep select g, 'k2' from generate_series(101, 200) g;
+        update f.skip set v = 'changed'; insert into f.skip values (1000, 'new');
+        insert into f.nodata values (1000, 'new'); update f.nodata set v = 'changed';
+        insert into f.parted values (1000, 'new'); insert into g.t values (1000, 'new');
+        delete from f.keep where id <= 10; truncate f.skip, f.nodata;`),
+    );
+    const set = await pgferry([
+      "stream",
+      "sentinel",
+      "set",
+      "endpos",
+      "--current",
+      "--source",
+      db.source,
+      "--dir",
+      work,
+    ]);
+    expectOk(set, "set endpos");
+    const { code, stderr } = await follow.exit(120_000);
+    assertEquals(code, 0, stderr);
+  } finally {
+    follow.kill("SIGKILL");
+    await cleanupStream(db.source, db.target, name);
+  }
+  assertEquals(await tablesOf(db.target), ["f.keep", "f.nodata"]);
+  assertEquals(await value(db.target, "select count(*)::int from f.nodata"), 0);
+  const keep =
+    "select count(*)::text || ' ' || md5(string_agg(id || v, ',' order by id)) from f.keep";
+  assertEquals(await value(db.target, keep), await value(db.source, keep));
 });

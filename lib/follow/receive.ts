@@ -21,6 +21,8 @@ import { ReplicationConnection } from "../pg/replication.ts";
 import { SpoolWriter } from "../spool/writer.ts";
 import { decoderFor, needsRelations, type Plugin } from "./decoder_for.ts";
 import { loadRelations, relationLookup } from "./source_relations.ts";
+import { changeFilter } from "./change_filter.ts";
+import type { Filters } from "../clone/filters.ts";
 import type { StageCounters } from "./metrics.ts";
 
 const log = logger("receive");
@@ -37,6 +39,8 @@ export interface ReceiveOptions {
   counters: StageCounters;
   /** Spool segment size in bytes (default 1 GiB). */
   segmentSize?: number;
+  /** Leave out the changes of the tables these filters leave out (--filters). */
+  filters?: Filters;
 }
 
 export type ReceiveEnd = "endpos" | "aborted";
@@ -49,6 +53,11 @@ export async function runReceive(options: ReceiveOptions): Promise<ReceiveEnd> {
   const lookup = needsRelations(options.plugin)
     ? relationLookup(await withConnection(options.source, "source", loadRelations))
     : undefined;
+  const keep = await withConnection(
+    options.source,
+    "source",
+    (sql) => changeFilter(sql, options.filters),
+  );
   const { decoder, options: pluginOptions } = decoderFor(
     options.plugin,
     options.publication,
@@ -115,11 +124,13 @@ export async function runReceive(options: ReceiveOptions): Promise<ReceiveEnd> {
       if (signal?.aborted) break;
       if (message.tag === "XLogData") {
         bytesReceived.value += message.data.length;
-        for (const change of decoder.decode(message.walStart, message.data)) {
-          if (pastEndpos(change)) {
+        for (const decoded of decoder.decode(message.walStart, message.data)) {
+          if (pastEndpos(decoded)) {
             stopping = "endpos";
             break;
           }
+          const change = keep === undefined ? decoded : keep(decoded);
+          if (change === undefined) continue;
           spool.append(change);
           if (change.tag === "Commit") transactionsReceived.value++;
           const at = change.tag === "Commit" ? change.endLsn : change.lsn;

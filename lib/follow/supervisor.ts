@@ -20,6 +20,7 @@ import type { StageMessage, StageReport } from "./stage_worker.ts";
 import { type MetricsDelta, MetricsRegistry } from "./metrics.ts";
 import { type MetricsEndpoint, MetricsServer } from "./metrics_server.ts";
 import { Watchdog } from "./watchdog.ts";
+import type { Filters } from "../clone/filters.ts";
 
 const log = logger("follow");
 
@@ -40,6 +41,8 @@ export interface FollowOptions {
   coordinator?: Omit<CoordinatorOptions, "catalog" | "state">;
   signal?: AbortSignal;
   segmentSize?: number | undefined;
+  /** Leave out the changes of the tables these filters leave out. */
+  filters?: Filters | undefined;
   /** Automatic spool pruning and size warnings. */
   retention?: RetentionOptions;
   /** Serve Prometheus metrics at http://host:port/metrics. */
@@ -142,6 +145,7 @@ export async function runFollow(options: FollowOptions): Promise<void> {
     plugin: options.plugin,
     publication: options.publication,
     ...(options.segmentSize ? { segmentSize: options.segmentSize } : {}),
+    ...(options.filters ? { filters: options.filters } : {}),
   };
   const stages = options.stages.map((name) =>
     new Stage(name, stageOptions, (delta) => {
