@@ -253,6 +253,8 @@ class TargetBatch {
   readonly #roundTrips: Tally;
   readonly #prepared = new Map<string, string>();
   #text = "";
+  /** INSERT rows of one shape held back to go as one multi-row INSERT. */
+  #pending: { statement: Statement; tuples: string[]; bytes: number } | undefined;
   #group: Group | undefined;
   #inflight: Promise<void> | undefined;
   #query: { cancel(): void } | undefined;
@@ -279,18 +281,49 @@ class TargetBatch {
    */
   async add(statement: Statement, rows: Tally): Promise<void> {
     this.count(rows);
+    if (statement.head !== undefined && statement.values.length > 0) {
+      // Consecutive INSERTs of one shape (also across the source transactions
+      // of the group) become one multi-row INSERT: the server parses and plans
+      // it once instead of once per row.
+      if (this.#pending !== undefined && this.#pending.statement.text !== statement.text) {
+        this.#flushPending();
+      }
+      const tuple = `(${statement.values.map(literal).join(",")})`;
+      if (this.#pending === undefined) this.#pending = { statement, tuples: [], bytes: 0 };
+      this.#pending.tuples.push(tuple);
+      this.#pending.bytes += tuple.length + 1;
+    } else {
+      this.#flushPending();
+      this.#append(statement);
+    }
+    if (this.#text.length + (this.#pending?.bytes ?? 0) >= this.#batchBytes) await this.#send();
+  }
+
+  /** Appends one statement: prepared once per shape, then EXECUTE with literals. */
+  #append(statement: Statement): void {
     if (statement.values.length === 0) {
       this.#text += statement.text + ";";
-    } else {
-      let name = this.#prepared.get(statement.text);
-      if (name === undefined) {
-        name = `pgferry_${this.#prepared.size + 1}`;
-        this.#prepared.set(statement.text, name);
-        this.#text += `prepare ${name} as ${statement.text};`;
-      }
-      this.#text += `execute ${name}(${statement.values.map(literal).join(",")});`;
+      return;
     }
-    if (this.#text.length >= this.#batchBytes) await this.#send();
+    let name = this.#prepared.get(statement.text);
+    if (name === undefined) {
+      name = `pgferry_${this.#prepared.size + 1}`;
+      this.#prepared.set(statement.text, name);
+      this.#text += `prepare ${name} as ${statement.text};`;
+    }
+    this.#text += `execute ${name}(${statement.values.map(literal).join(",")});`;
+  }
+
+  /**
+   * Writes out the INSERT rows held back. In INSERT … VALUES every row's
+   * untyped literals are coerced to the target columns' types, as with EXECUTE.
+   */
+  #flushPending(): void {
+    const pending = this.#pending;
+    if (pending === undefined) return;
+    this.#pending = undefined;
+    if (pending.tuples.length === 1) this.#append(pending.statement);
+    else this.#text += `${pending.statement.head} values ${pending.tuples.join(",")};`;
   }
 
   /** Counts one more row of the open transaction (for TRUNCATE: one more table). */
@@ -315,6 +348,7 @@ class TargetBatch {
   async commit(): Promise<void> {
     const group = this.#group;
     if (group === undefined) return;
+    this.#flushPending();
     this.#text += `select pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(group.end))}, ${
       quoteLiteral(formatPgTimestamp(group.commitTime))
     });commit`;
@@ -333,6 +367,7 @@ class TargetBatch {
     this.#prepared.clear();
     await this.#sql.unsafe("deallocate all").catch(() => {});
     this.#text = "";
+    this.#pending = undefined;
     this.#group = undefined;
     await this.#inflight?.catch(() => {});
     this.#inflight = undefined;
@@ -361,6 +396,7 @@ class TargetBatch {
 
   async #send(commits?: Group): Promise<void> {
     await this.#settle();
+    this.#flushPending();
     const text = this.#text;
     this.#text = "";
     const query = this.#sql.unsafe(text).simple();

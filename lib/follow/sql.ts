@@ -41,6 +41,11 @@ export interface TargetTable {
 export interface Statement {
   text: string;
   values: (string | null)[];
+  /**
+   * An INSERT's text before VALUES: rows of the same shape that follow one
+   * another can go as one multi-row INSERT.
+   */
+  head?: string;
 }
 
 /** Types without an equality operator: compared as text when a whole old row identifies a row. */
@@ -81,13 +86,10 @@ export function insertSql(change: Insert, target: TargetTable): Statement {
     placeholders.push(values.add(value));
   });
   const overriding = target.alwaysIdentity.size > 0 ? " overriding system value" : "";
-  const table = qualifiedName(target.schema, target.table);
-  return {
-    text: `insert into ${table} (${names.join(", ")})${overriding} values (${
-      placeholders.join(", ")
-    })`,
-    values: values.values,
-  };
+  const head = `insert into ${qualifiedName(target.schema, target.table)} (${
+    names.join(", ")
+  })${overriding}`;
+  return { text: `${head} values (${placeholders.join(", ")})`, values: values.values, head };
 }
 
 /** The UPDATE, or undefined when it would set nothing (every new value is unchanged TOAST). */
