@@ -17,6 +17,8 @@ const NETWORK_CODES = new Set([
   "CONNECTION_ENDED",
   "CONNECTION_DESTROYED",
   "CONNECT_TIMEOUT",
+  "ECONNABORTED",
+  "EAI_AGAIN",
 ]);
 
 /** The SQLSTATE or network code of an error, when it has one. */
@@ -25,14 +27,29 @@ export function errorCode(err: unknown): string | undefined {
   return typeof code === "string" ? code : undefined;
 }
 
-/** Classifies by SQLSTATE class (and Node/Deno network codes). */
+/**
+ * Classifies by SQLSTATE class (and Node/Deno network codes). An error without
+ * a code of its own that wraps another (`{ cause }`, as `describePgError` wraps a
+ * refused connection into an operator message) is classified by what it wraps.
+ */
 export function classifyPgError(err: unknown): ErrorClass {
-  if (err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.ConnectionRefused) {
-    return "retryable";
+  for (let depth = 0; depth < 8; depth++) {
+    const cause = (err as { cause?: unknown } | null)?.cause;
+    if (errorCode(err) !== undefined || cause === undefined || isNetworkError(err)) break;
+    err = cause;
   }
-  if (err instanceof Deno.errors.BrokenPipe || err instanceof Deno.errors.UnexpectedEof) {
-    return "retryable";
-  }
+  return classifyOne(err);
+}
+
+function isNetworkError(err: unknown): boolean {
+  return err instanceof Deno.errors.ConnectionReset ||
+    err instanceof Deno.errors.ConnectionRefused ||
+    err instanceof Deno.errors.BrokenPipe ||
+    err instanceof Deno.errors.UnexpectedEof;
+}
+
+function classifyOne(err: unknown): ErrorClass {
+  if (isNetworkError(err)) return "retryable";
   const code = errorCode(err);
   if (code === undefined) return "fatal";
   if (NETWORK_CODES.has(code)) return "retryable";
