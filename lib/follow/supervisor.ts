@@ -57,6 +57,8 @@ const WORKER_URLS: Record<StageName, URL> = {
 };
 
 const MAX_BACKOFF_MS = 30_000;
+/** A stage that ran this long before failing starts its backoff over. */
+const STABLE_MS = 10_000;
 const DEFAULT_STALL_TIMEOUT_MS = 60_000;
 
 /** One stage's worker, restarted on transient failures. */
@@ -67,6 +69,9 @@ class Stage {
   #worker: Worker | undefined;
   #ended: Promise<StageReport> | undefined;
   restarts = 0;
+  /** Failures since the stage last ran for STABLE_MS: what the backoff grows with. */
+  failuresInARow = 0;
+  startedAt = 0;
 
   constructor(
     name: StageName,
@@ -80,6 +85,7 @@ class Stage {
 
   /** Starts the worker; the promise settles with its report. */
   start(): Promise<StageReport> {
+    this.startedAt = Date.now();
     const worker = new Worker(WORKER_URLS[this.name].href, { type: "module", name: this.name });
     this.#worker = worker;
     this.#ended = new Promise<StageReport>((resolve) => {
@@ -157,6 +163,7 @@ export async function runFollow(options: FollowOptions): Promise<void> {
     registry.inc("pgferry_stage_restarts_total", { stage: stage.name }, 0);
   }
   const running = new Map<Stage, Promise<StageReport>>();
+  const relaunches = new Map<Stage, ReturnType<typeof setTimeout>>();
   let failure: OperatorError | undefined;
   const stopAll = new AbortController();
   const onAbort = () => stopAll.abort();
@@ -204,15 +211,26 @@ export async function runFollow(options: FollowOptions): Promise<void> {
       }
       if (report.type === "done" || report.errorClass === "retryable") {
         const why = report.type === "done" ? "the stream ended" : report.message;
-        const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(stage.restarts, 6));
-        const jittered = Math.round(backoff * (0.75 + Math.random() * 0.5));
+        if (Date.now() - stage.startedAt >= STABLE_MS) stage.failuresInARow = 0;
+        const backoff = 500 * 2 ** Math.min(stage.failuresInARow, 6);
+        const jittered = Math.min(
+          MAX_BACKOFF_MS,
+          Math.round(backoff * (0.75 + Math.random() * 0.5)),
+        );
+        stage.failuresInARow++;
         restarted(stage);
         log.warn(`${stage.name} stopped, restarting in ${jittered} ms: ${why}`, {
           code: report.type === "error" ? report.code : undefined,
           restarts: stage.restarts,
         });
-        await new Promise((resolve) => setTimeout(resolve, jittered));
-        if (!stopAll.signal.aborted) launch(stage);
+        // The loop goes on meanwhile: endpos, retention, the watchdog and the other stage.
+        relaunches.set(
+          stage,
+          setTimeout(() => {
+            relaunches.delete(stage);
+            if (!stopAll.signal.aborted) launch(stage);
+          }, jittered),
+        );
         continue;
       }
       failure = new OperatorError(`The ${stage.name} stage stopped: ${report.message}`, {
@@ -225,6 +243,7 @@ export async function runFollow(options: FollowOptions): Promise<void> {
     }
   } finally {
     signal?.removeEventListener("abort", onAbort);
+    for (const timer of relaunches.values()) clearTimeout(timer);
     await Promise.all(stages.map((stage) => stage.stop()));
     if (state !== "error") state = "done";
     await coordinator?.close();
