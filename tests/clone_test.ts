@@ -271,7 +271,10 @@ function doneWork(dir: string): Map<string, string> {
 }
 
 /** Starts the clone and kills it (SIGKILL) after `delay` ms; returns its exit code. */
-async function killAfter(args: string[], delay: number): Promise<number> {
+async function killAfter(
+  args: string[],
+  delay: number,
+): Promise<{ code: number; stderr: string }> {
   const child = spawnPgferry(args);
   const timer = setTimeout(() => {
     try {
@@ -285,7 +288,32 @@ async function killAfter(args: string[], delay: number): Promise<number> {
   if (code !== 0 && signal !== "SIGKILL") {
     throw new Error(`clone failed before it was killed:\n${stderr}`);
   }
-  return code;
+  return { code, stderr };
+}
+
+/**
+ * The parts of the tables a run's log says it copies again whole: a table split
+ * by CTID whose interrupted part may have committed just before the kill (its
+ * rows cannot be told apart on the target), the one case where done work is redone.
+ */
+function recopied(dir: string, log: string): Set<string> {
+  const db = new DatabaseSync(join(dir, "catalog.db"), { readOnly: true });
+  try {
+    const parts = new Set<string>();
+    const tables = db.prepare("select oid, nspname, relname, parts from clone_table").all() as {
+      oid: number;
+      nspname: string;
+      relname: string;
+      parts: number;
+    }[];
+    for (const t of tables) {
+      if (!log.includes(`${t.nspname}.${t.relname}: copying all its CTID parts again`)) continue;
+      for (let part = 0; part < t.parts; part++) parts.add(`part ${t.oid}/${part}`);
+    }
+    return parts;
+  } finally {
+    db.close();
+  }
 }
 
 Deno.test("a clone killed at random moments ends equal to the source with --resume, without redoing done work", async () => {
@@ -310,10 +338,12 @@ Deno.test("a clone killed at random moments ends equal to the source with --resu
   let before = new Map<string, string>();
   for (const [round, extra] of [[0, []], [1, ["--resume"]]] as const) {
     const delay = 200 + Math.floor(Math.random() * (round === 0 ? 1800 : 1300));
-    const code = await killAfter([...args, ...extra], delay);
+    const { code, stderr } = await killAfter([...args, ...extra], delay);
     const done = doneWorkSafe(dir);
     console.log(`round ${round}: killed after ${delay} ms (exit ${code}), ${done.size} items done`);
+    const again = done.size > 0 ? recopied(dir, stderr) : new Set<string>();
     for (const [work, doneAt] of before) {
+      if (again.has(work)) continue;
       assertEquals(done.get(work), doneAt, `${work} was done again`);
     }
     before = done;
@@ -332,7 +362,9 @@ Deno.test("a clone killed at random moments ends equal to the source with --resu
   const { code, stdout, stderr } = await child.output();
   assertEquals(code, 0, `clone --resume failed:\n${stdout}\n${stderr}`);
   const after = doneWork(dir);
+  const again = recopied(dir, stderr);
   for (const [work, doneAt] of before) {
+    if (again.has(work)) continue;
     assertEquals(after.get(work), doneAt, `${work} was done again`);
   }
   const comparison = await compareData(db.source, db.target);
