@@ -4,11 +4,11 @@
  * safety under kill -9; an endpos inside a transaction; prefetch and apply.
  */
 import { fromFileUrl } from "./helpers/path.ts";
-import { assert, assertEquals } from "./helpers/assert.ts";
+import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts";
 import { freePort, freshDatabases, tempDir } from "./helpers/env.ts";
 import { pgferry, spawnPgferry } from "./helpers/pgferry.ts";
 import { assertSameData, withSql } from "./helpers/tables.ts";
-import { cleanupStream, psql, waitFor } from "./helpers/pg.ts";
+import { cleanupStream, psql, sourceLsn, waitFor } from "./helpers/pg.ts";
 
 const FIXTURES = new URL("./fixtures/decode/", import.meta.url);
 const SCHEMAS = ["dx", "Odd Schema"];
@@ -409,3 +409,29 @@ function compareLsnText(a: string, b: string): number {
   const x = n(a), y = n(b);
   return x < y ? -1 : x > y ? 1 : 0;
 }
+
+Deno.test("a row the target already has stops follow with an error naming the table and the source transactions", async () => {
+  const name = "follow_conflict";
+  const { source, target } = await freshDatabases(name);
+  for (const uri of [source, target]) {
+    await psql(uri, "create table t (id int primary key, v text)");
+  }
+  await psql(target, "insert into t values (1, 'only on the target')");
+  const dir = await tempDir(name);
+  const args = ["--source", source, "--target", target, "--dir", dir, "--slot-name", name];
+  try {
+    assertEquals((await pgferry(["stream", "setup", ...args, "--origin", name])).code, 0);
+    assertEquals((await pgferry(["stream", "sentinel", "set", "apply", "--dir", dir])).code, 0);
+    await psql(source, "insert into t values (2, 'fine')");
+    await psql(source, "insert into t values (1, 'conflict')");
+    const end = await sourceLsn(source);
+    const run = await pgferry(["follow", ...args, "--origin", name, "--resume", "--endpos", end]);
+    assertEquals(run.code, 1, run.stderr);
+    assertStringIncludes(run.stderr, 'duplicate key value violates unique constraint "t_pkey"');
+    assertStringIncludes(run.stderr, 'on table "public"."t"');
+    assertStringIncludes(run.stderr, "while applying the source transactions ending after");
+    assertStringIncludes(run.stderr, "hint:");
+  } finally {
+    await cleanupStream(source, target, name);
+  }
+});

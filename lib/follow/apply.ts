@@ -25,6 +25,7 @@ import { quoteLiteral } from "../pg/quote.ts";
 import { TargetTables } from "./target_tables.ts";
 import { logger } from "../log.ts";
 import type { StageCounters, Tally } from "./metrics.ts";
+import { errorMessage } from "../errors.ts";
 
 const log = logger("apply");
 
@@ -85,6 +86,7 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
     let lastReport = 0;
     log.info(`origin "${options.origin}" progress ${formatLsn(progress)}`);
     reader.seek(progress);
+    batch.appliedUpTo(progress);
 
     const report = async (force = false) => {
       if (replayed === reported || (!force && Date.now() - lastReport < REPORT_MS)) return;
@@ -221,6 +223,26 @@ function literal(value: string | null): string {
   return value === null ? "null" : quoteLiteral(value);
 }
 
+/**
+ * A target error with what the operator needs to find the change: the table
+ * (when the server names one) and the source transactions of the round trip.
+ * The SQLSTATE stays, so the error is classified as before.
+ */
+function inContext(err: unknown, committed: Lsn, adding: Lsn): unknown {
+  const fields = err as { code?: string; table_name?: string; schema_name?: string };
+  const table = fields.table_name
+    ? ` on table "${fields.schema_name ?? ""}"."${fields.table_name}"`
+    : "";
+  const where = adding > committed
+    ? ` while applying the source transactions ending after ${
+      formatLsn(committed)
+    } and at or before ${formatLsn(adding)}`
+    : "";
+  if (table === "" && where === "") return err;
+  const wrapped = new Error(`${errorMessage(err)}${table}${where}`, { cause: err });
+  return Object.assign(wrapped, { code: fields.code });
+}
+
 /** Source transactions grouped into one target transaction, at most. */
 const GROUP_TRANSACTIONS = 500;
 
@@ -260,6 +282,7 @@ class TargetBatch {
   #query: { cancel(): void } | undefined;
   #failure: unknown;
   #committed: Lsn = 0n;
+  #adding: Lsn = 0n;
 
   constructor(sql: Sql, batchBytes: number, counters: StageCounters) {
     this.#sql = sql;
@@ -410,9 +433,19 @@ class TargetBatch {
       },
       (err) => {
         this.#query = undefined;
-        this.#failure = err;
+        this.#failure = inContext(err, this.#committed, this.#adding);
       },
     );
+  }
+
+  /** Where the origin's progress is when apply starts. */
+  appliedUpTo(progress: Lsn): void {
+    this.#committed = progress;
+  }
+
+  /** The end LSN of the source transaction being added (for error messages). */
+  adding(end: Lsn): void {
+    this.#adding = end;
   }
 
   /** Counts a committed group; returns its end. */
@@ -486,6 +519,7 @@ async function addTransaction(
   end: Lsn,
   commitTime: bigint,
 ): Promise<void> {
+  batch.adding(end);
   for (;;) {
     const record = await recordOfTransaction(reader, counters, signal);
     if (record.kind === RecordKind.Commit) break;
