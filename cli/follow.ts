@@ -130,8 +130,18 @@ const slotWarnSizeOption: OptionSpec = {
   default: "10GiB",
 };
 
-/** Spool retention options of a follow process (also for clone --follow). */
+const retryTimeoutOption: OptionSpec = {
+  name: "retry-timeout",
+  type: "string",
+  value: "SECONDS",
+  help: "Stop when a stage keeps failing with transient errors this long; 0: retry forever",
+  env: "PGFERRY_RETRY_TIMEOUT",
+  default: "3600",
+};
+
+/** Retry and spool retention options of a follow process (also for clone --follow). */
 export const retentionOptions: OptionSpec[] = [
+  retryTimeoutOption,
   pruneIntervalOption,
   spoolWarnSizeOption,
   slotWarnSizeOption,
@@ -365,6 +375,7 @@ export async function followAlongside(
     signal: controller.signal,
     segmentSize: intOption(options, "spool-segment-size", 4096, 2 ** 40),
     filters: await filtersFrom(options),
+    retryTimeoutMs: (intOption(options, "retry-timeout", 0, 10 ** 7) ?? 3600) * 1000,
     retention,
     ...monitoring,
     ...(coordinator ? { coordinator } : {}),
@@ -482,6 +493,7 @@ function pipelineCommand(
         signal: controller.signal,
         segmentSize: intOption(options, "spool-segment-size", 4096, 2 ** 40),
         filters: await filtersFrom(options),
+        retryTimeoutMs: (intOption(options, "retry-timeout", 0, 10 ** 7) ?? 3600) * 1000,
         retention,
         ...monitoring,
         ...(coordinator ? { coordinator } : {}),

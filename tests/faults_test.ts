@@ -429,3 +429,45 @@ for (const side of ["target", "source"] as const) {
     },
   });
 }
+
+Deno.test("a target that stays unreachable: follow stops after --retry-timeout with the last error and a hint", async () => {
+  const name = "faults_retry_timeout";
+  const { source, target } = await freshDatabases(name);
+  for (const uri of [source, target]) await psql(uri, "create table t (id int primary key)");
+  const dir = await tempDir(name);
+  const proxy = TcpProxy.start(target);
+  const follow = spawnPgferry([
+    "follow",
+    "--source",
+    source,
+    "--target",
+    proxy.uriFor(target),
+    "--dir",
+    dir,
+    "--slot-name",
+    name,
+    "--origin",
+    name,
+    "--retry-timeout",
+    "3",
+  ]);
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!follow.stderrSoFar.includes("apply: origin")) {
+      assert(Date.now() < deadline && !follow.exited, follow.stderrSoFar);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await proxy.close(); // the target is gone for good
+    await psql(source, "insert into t values (1)");
+    const started = Date.now();
+    const { code, stderr } = await follow.exit(60_000);
+    assertEquals(code, 1, stderr);
+    assertMatch(stderr, /error: The apply stage kept failing for \d+ s: /);
+    assertMatch(stderr, /hint: fix the cause/);
+    assert(Date.now() - started < 40_000, `stopped after ${Date.now() - started} ms`);
+  } finally {
+    follow.kill("SIGKILL");
+    await proxy.close();
+    await cleanupStream(source, target, name);
+  }
+});

@@ -43,6 +43,8 @@ export interface FollowOptions {
   segmentSize?: number | undefined;
   /** Leave out the changes of the tables these filters leave out. */
   filters?: Filters | undefined;
+  /** Stop when a stage has kept failing (retryable errors) this long; 0 or unset: never. */
+  retryTimeoutMs?: number | undefined;
   /** Automatic spool pruning and size warnings. */
   retention?: RetentionOptions;
   /** Serve Prometheus metrics at http://host:port/metrics. */
@@ -72,6 +74,8 @@ class Stage {
   /** Failures since the stage last ran for STABLE_MS: what the backoff grows with. */
   failuresInARow = 0;
   startedAt = 0;
+  /** When the current run of failures began (0: none). */
+  failingSince = 0;
 
   constructor(
     name: StageName,
@@ -211,7 +215,23 @@ export async function runFollow(options: FollowOptions): Promise<void> {
       }
       if (report.type === "done" || report.errorClass === "retryable") {
         const why = report.type === "done" ? "the stream ended" : report.message;
-        if (Date.now() - stage.startedAt >= STABLE_MS) stage.failuresInARow = 0;
+        if (Date.now() - stage.startedAt >= STABLE_MS) {
+          stage.failuresInARow = 0;
+          stage.failingSince = 0;
+        }
+        if (stage.failingSince === 0) stage.failingSince = Date.now();
+        const failingMs = Date.now() - stage.failingSince;
+        if (options.retryTimeoutMs && failingMs > options.retryTimeoutMs) {
+          failure = new OperatorError(
+            `The ${stage.name} stage kept failing for ${Math.round(failingMs / 1000)} s: ${why}`,
+            {
+              hint:
+                "fix the cause (the log has each attempt), then run the same command with --resume",
+            },
+          );
+          state = "error";
+          break;
+        }
         const backoff = 500 * 2 ** Math.min(stage.failuresInARow, 6);
         const jittered = Math.min(
           MAX_BACKOFF_MS,
