@@ -125,9 +125,10 @@ for ((round = 0; round < ROUNDS; round++)); do
     check pgferry b_pgferry
     check pgcopydb b_pgcopydb
     check dump b_dump
-    pgferry_max_rss=$( { /usr/bin/time -f '%M' "$DENO" run -A --quiet "$top/main.ts" clone --source "$SOURCE" \
-      --target "$(fresh_db b_rss)" --dir "$work/rss-dir" --table-jobs "$JOBS" --index-jobs "$JOBS" \
-      $PGFERRY_ARGS >/dev/null 2>"$work/rss.err"; } 2>&1 | tail -n 1)
+    /usr/bin/time -f '%M' -o "$work/rss.kb" "$DENO" run -A --quiet "$top/main.ts" clone \
+      --source "$SOURCE" --target "$(fresh_db b_rss)" --dir "$work/rss-dir" --table-jobs "$JOBS" \
+      --index-jobs "$JOBS" $PGFERRY_ARGS >/dev/null 2>"$work/rss.err" || true
+    pgferry_max_rss=$(tail -n 1 "$work/rss.kb" 2>/dev/null)
     rm -rf "$work/rss-dir"
   fi
 done
