@@ -218,7 +218,21 @@ export const streamOptions: OptionSpec[] = [
   publicationOption,
 ];
 
-function pluginFrom(options: OptionValues): Plugin {
+/** What runFollow takes from the command line besides the stream's names. */
+async function followSettings(options: OptionValues) {
+  const coordinator = await coordinatorFrom(options);
+  return {
+    segmentSize: intOption(options, "spool-segment-size", 4096, 2 ** 40),
+    filters: await filtersFrom(options),
+    retryTimeoutMs: (intOption(options, "retry-timeout", 0, 10 ** 7) ?? 3600) * 1000,
+    retention: retentionFrom(options),
+    ...monitoringFrom(options),
+    ...(coordinator ? { coordinator } : {}),
+  };
+}
+
+/** The --plugin option, checked. */
+export function pluginFrom(options: OptionValues): Plugin {
   const plugin = stringOption(options, "plugin") ?? "pgoutput";
   if (!(PLUGINS as readonly string[]).includes(plugin)) {
     throw new UsageError(`Invalid --plugin "${plugin}": expected one of ${PLUGINS.join(", ")}`);
@@ -298,9 +312,7 @@ export async function followAlongside(
   const target = requiredOption(options, "target", "PGFERRY_TARGET_PGURI");
   const plugin = pluginFrom(options);
   const wanted = { source, target, plugin, ...names(options) };
-  const coordinator = await coordinatorFrom(options);
-  const retention = retentionFrom(options);
-  const monitoring = monitoringFrom(options);
+  const settings = await followSettings(options);
   const holder = new AbortController();
   let holding: Promise<void> | undefined;
   let snapshot: string | undefined;
@@ -373,12 +385,7 @@ export async function followAlongside(
     catalog,
     stages: ["receive", "apply"],
     signal: controller.signal,
-    segmentSize: intOption(options, "spool-segment-size", 4096, 2 ** 40),
-    filters: await filtersFrom(options),
-    retryTimeoutMs: (intOption(options, "retry-timeout", 0, 10 ** 7) ?? 3600) * 1000,
-    retention,
-    ...monitoring,
-    ...(coordinator ? { coordinator } : {}),
+    ...settings,
   });
   // A follow that fails while the copy runs stops the copy, and is the error to report.
   let followFailure: unknown;
@@ -480,9 +487,7 @@ function pipelineCommand(
       ...coordinatorOptions,
     ],
     async run({ options }) {
-      const coordinator = await coordinatorFrom(options);
-      const retention = retentionFrom(options);
-      const monitoring = monitoringFrom(options);
+      const settings = await followSettings(options);
       const prepared = await prepare(options, path.join(" "), stages);
       using catalog = prepared.catalog;
       const controller = stopOnSignals();
@@ -491,12 +496,7 @@ function pipelineCommand(
         catalog,
         stages,
         signal: controller.signal,
-        segmentSize: intOption(options, "spool-segment-size", 4096, 2 ** 40),
-        filters: await filtersFrom(options),
-        retryTimeoutMs: (intOption(options, "retry-timeout", 0, 10 ** 7) ?? 3600) * 1000,
-        retention,
-        ...monitoring,
-        ...(coordinator ? { coordinator } : {}),
+        ...settings,
       });
     },
   };

@@ -1,10 +1,8 @@
 /** `pgferry snapshot`: export a snapshot of the source and hold it until signalled. */
 import type { CommandSpec, OptionSpec } from "./command.ts";
 import { dirFrom, dirOption, requiredOption, sourceOption, stringOption } from "./options.ts";
-import { pluginOption, slotOption } from "./follow.ts";
+import { pluginFrom, pluginOption, slotOption } from "./follow.ts";
 import { Catalog } from "../lib/catalog/catalog.ts";
-import { UsageError } from "../lib/errors.ts";
-import { type Plugin, PLUGINS } from "../lib/follow/decoder_for.ts";
 import { holdSnapshot } from "../lib/follow/hold_snapshot.ts";
 
 const followOption: OptionSpec = {
@@ -33,10 +31,7 @@ receive" with this --dir then use that slot and start at its consistent point.`,
   options: [sourceOption, dirOption, followOption, pluginOption, slotOption, publicationOption],
   async run({ options, out }) {
     const source = requiredOption(options, "source", "PGFERRY_SOURCE_PGURI");
-    const plugin = stringOption(options, "plugin") ?? "pgoutput";
-    if (!(PLUGINS as readonly string[]).includes(plugin)) {
-      throw new UsageError(`Invalid --plugin "${plugin}": expected one of ${PLUGINS.join(", ")}`);
-    }
+    const plugin = pluginFrom(options);
     const name = stringOption(options, "slot-name") ?? "pgferry";
     using catalog = await Catalog.open(dirFrom(options), { create: true });
     const controller = new AbortController();
@@ -50,7 +45,7 @@ receive" with this --dir then use that slot and start at its consistent point.`,
         slot: options["follow"] === true
           ? {
             name,
-            plugin: plugin as Plugin,
+            plugin,
             publication: stringOption(options, "publication") ?? name,
           }
           : undefined,
