@@ -11,7 +11,7 @@ import { freshDatabases, tempDir } from "./helpers/env.ts";
 import { pgferry, spawnPgferry } from "./helpers/pgferry.ts";
 import { assertSameData, withSql } from "./helpers/tables.ts";
 import { SCHEMA_VERSION } from "../lib/catalog/schema.ts";
-import { psql, waitFor } from "./helpers/pg.ts";
+import { psql, streamArgs, waitFor } from "./helpers/pg.ts";
 
 const SCHEMA = `
 create table acc (id integer primary key, v bigint not null);
@@ -61,16 +61,7 @@ Deno.test("catalog backup while follow runs under load; restore checks the file,
   await Deno.writeTextFile(script, WORKLOAD);
   const args = [
     "follow",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(source, target, dir, name),
     "--spool-segment-size",
     "65536",
     "--prune-interval",

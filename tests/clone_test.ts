@@ -13,7 +13,7 @@ import { compareData } from "../lib/clone/compare_data.ts";
 import { CopyConnection, pipeCopy } from "../lib/pg/copy_connection.ts";
 import { syncSequences } from "../lib/clone/sequences.ts";
 import { withSql } from "./helpers/tables.ts";
-import { cleanupStream, waitFor } from "./helpers/pg.ts";
+import { cleanupStream, setEndposCurrent, streamArgs, waitFor } from "./helpers/pg.ts";
 
 type Sql = ReturnType<typeof postgres>;
 
@@ -607,16 +607,7 @@ commit;
   const follow = spawnPgferry([
     "clone",
     "--follow",
-    "--source",
-    db.source,
-    "--target",
-    db.target,
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(db.source, db.target, dir, name),
     "--port",
     port,
     "--table-jobs",
@@ -727,17 +718,7 @@ Deno.test("clone --follow --filters: the tables the filters leave out get neithe
         insert into f.parted values (1000, 'new'); insert into g.t values (1000, 'new');
         delete from f.keep where id <= 10; truncate f.skip, f.nodata;`),
     );
-    const set = await pgferry([
-      "stream",
-      "sentinel",
-      "set",
-      "endpos",
-      "--current",
-      "--source",
-      db.source,
-      "--dir",
-      work,
-    ]);
+    const set = await setEndposCurrent(db.source, work);
     expectOk(set, "set endpos");
     const { code, stderr } = await follow.exit(120_000);
     assertEquals(code, 0, stderr);

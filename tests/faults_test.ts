@@ -15,7 +15,7 @@
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "./helpers/assert.ts";
 import { freshDatabases, sourceUri, targetUri, tempDir } from "./helpers/env.ts";
-import { cleanupStream, psql } from "./helpers/pg.ts";
+import { cleanupStream, psql, setEndposCurrent, streamArgs } from "./helpers/pg.ts";
 import { pgferry, type Spawned, spawnPgferry } from "./helpers/pgferry.ts";
 import { TcpProxy } from "./helpers/proxy.ts";
 import { assertSameData, withSql } from "./helpers/tables.ts";
@@ -202,16 +202,7 @@ async function scenario(name: string, plugin = "pgoutput"): Promise<Scenario> {
   const setup = await pgferry([
     "stream",
     "setup",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(source, target, dir, name),
     "--plugin",
     plugin,
   ]);
@@ -253,17 +244,7 @@ async function assertStillRunning(child: Spawned, when: string): Promise<void> {
 /** Sets endpos to the source's current position and waits for follow to exit 0 there. */
 async function finish(s: Scenario, child: Spawned, ms = 120_000): Promise<string> {
   await assertStillRunning(child, "before endpos was set");
-  const set = await pgferry([
-    "stream",
-    "sentinel",
-    "set",
-    "endpos",
-    "--current",
-    "--source",
-    s.source,
-    "--dir",
-    s.dir,
-  ]);
+  const set = await setEndposCurrent(s.source, s.dir);
   assertEquals(set.code, 0, set.stderr);
   const { code, stderr } = await child.exit(ms);
   assertEquals(code, 0, stderr);
@@ -438,16 +419,7 @@ Deno.test("a target that stays unreachable: follow stops after --retry-timeout w
   const proxy = TcpProxy.start(target);
   const follow = spawnPgferry([
     "follow",
-    "--source",
-    source,
-    "--target",
-    proxy.uriFor(target),
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(source, proxy.uriFor(target), dir, name),
     "--retry-timeout",
     "3",
   ]);

@@ -8,7 +8,14 @@ import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts"
 import { freePort, freshDatabases, tempDir } from "./helpers/env.ts";
 import { pgferry, spawnPgferry } from "./helpers/pgferry.ts";
 import { assertSameData, withSql } from "./helpers/tables.ts";
-import { cleanupStream, psql, sourceLsn, waitFor } from "./helpers/pg.ts";
+import {
+  cleanupStream,
+  psql,
+  setEndposCurrent,
+  sourceLsn,
+  streamArgs,
+  waitFor,
+} from "./helpers/pg.ts";
 
 const FIXTURES = new URL("./fixtures/decode/", import.meta.url);
 const SCHEMAS = ["dx", "Odd Schema"];
@@ -105,16 +112,7 @@ Deno.test("follow over SQLite: endpos set in the catalog stops it with the targe
   const dir = await tempDir(name);
   const follow = spawnPgferry([
     "follow",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(source, target, dir, name),
   ]);
   try {
     await waitFor(async () =>
@@ -122,17 +120,7 @@ Deno.test("follow over SQLite: endpos set in the catalog stops it with the targe
     );
     await psql(source, { file: fromFileUrl(new URL("dml.sql", FIXTURES)) });
     await psql(source, { sql: MORE_DML });
-    const set = await pgferry([
-      "stream",
-      "sentinel",
-      "set",
-      "endpos",
-      "--current",
-      "--source",
-      source,
-      "--dir",
-      dir,
-    ]);
+    const set = await setEndposCurrent(source, dir);
     assertEquals(set.code, 0, set.stderr);
     const { code, stderr } = await follow.exit(90_000);
     assertEquals(code, 0, stderr);
@@ -141,16 +129,7 @@ Deno.test("follow over SQLite: endpos set in the catalog stops it with the targe
     // Started again with the endpos already reached: exits 0 at once.
     const again = await pgferry([
       "follow",
-      "--source",
-      source,
-      "--target",
-      target,
-      "--dir",
-      dir,
-      "--slot-name",
-      name,
-      "--origin",
-      name,
+      ...streamArgs(source, target, dir, name),
       "--resume",
     ]);
     assertEquals(again.code, 0, again.stderr);
@@ -187,16 +166,7 @@ Deno.test("crash safety: kill -9 follow at random moments 10 times under load, n
   await Deno.writeTextFile(script, WORKLOAD);
   const args = [
     "follow",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(source, target, dir, name),
   ];
   let follow = spawnPgferry(args);
   try {
@@ -220,17 +190,7 @@ Deno.test("crash safety: kill -9 follow at random moments 10 times under load, n
     }
     const loaded = await load.output();
     assertEquals(loaded.code, 0, new TextDecoder().decode(loaded.stderr));
-    const set = await pgferry([
-      "stream",
-      "sentinel",
-      "set",
-      "endpos",
-      "--current",
-      "--source",
-      source,
-      "--dir",
-      dir,
-    ]);
+    const set = await setEndposCurrent(source, dir);
     assertEquals(set.code, 0, set.stderr);
     const { code, stderr } = await follow.exit(120_000);
     assertEquals(code, 0, stderr);
@@ -256,30 +216,12 @@ Deno.test("an endpos inside a transaction: the transaction is applied whole or n
   const dir = await tempDir(name);
   const args = [
     "follow",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(source, target, dir, name),
   ];
   const setup = await pgferry([
     "stream",
     "setup",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(source, target, dir, name),
   ]);
   assertEquals(setup.code, 0, setup.stderr);
   // stream setup leaves apply off, as pgcopydb does: turn it on, as its users do.
@@ -337,16 +279,7 @@ Deno.test("set prefetch keeps receiving while apply waits; set apply resumes it"
   const port = freePort();
   const follow = spawnPgferry([
     "follow",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(source, target, dir, name),
     "--port",
     String(port),
   ]);

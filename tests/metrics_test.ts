@@ -10,7 +10,7 @@ import { freePort, freshDatabases, tempDir } from "./helpers/env.ts";
 import { pgferry, type Spawned, spawnPgferry } from "./helpers/pgferry.ts";
 import { assertSameData, withSql } from "./helpers/tables.ts";
 import { parseLsn } from "../lib/lsn.ts";
-import { cleanupStream, psql, waitFor } from "./helpers/pg.ts";
+import { cleanupStream, psql, setEndposCurrent, streamArgs, waitFor } from "./helpers/pg.ts";
 
 const SCHEMA = `
 create table acc (id integer primary key, v bigint not null);
@@ -142,16 +142,7 @@ Deno.test("/metrics under a write load: strict text format, the listed series pr
   const port = freePort();
   const follow = spawnPgferry([
     "follow",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(source, target, dir, name),
     "--port",
     String(port),
     "--metrics-port",
@@ -279,16 +270,7 @@ Deno.test("a target table locked by another session: status and /metrics show ap
   const metricsPort = freePort();
   const follow = spawnPgferry([
     "follow",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(source, target, dir, name),
     "--metrics-port",
     String(metricsPort),
     "--stall-timeout",
@@ -366,17 +348,7 @@ Deno.test("a target table locked by another session: status and /metrics show ap
     assertEquals(value(await scrape(metricsPort), "pgferry_apply_stalled"), 0);
     writing = false;
     await writer;
-    const set = await pgferry([
-      "stream",
-      "sentinel",
-      "set",
-      "endpos",
-      "--current",
-      "--source",
-      source,
-      "--dir",
-      dir,
-    ]);
+    const set = await setEndposCurrent(source, dir);
     assertEquals(set.code, 0, set.stderr);
     const { code, stderr } = await follow.exit(60_000);
     assertEquals(code, 0, stderr);

@@ -15,7 +15,14 @@ import { listSegments, spoolDir } from "../lib/spool/segments.ts";
 import { pruneSpool } from "../lib/spool/prune.ts";
 import type { Change, Column } from "../lib/decode/change.ts";
 import { parseLsn } from "../lib/lsn.ts";
-import { cleanupStream, psql, sourceLsn, waitFor } from "./helpers/pg.ts";
+import {
+  cleanupStream,
+  psql,
+  setEndposCurrent,
+  sourceLsn,
+  streamArgs,
+  waitFor,
+} from "./helpers/pg.ts";
 
 // ---------------------------------------------------------------------------
 // pruneSpool on a spool made by SpoolWriter
@@ -191,16 +198,7 @@ async function assertNothingUnappliedPruned(dir: string): Promise<void> {
 function followArgs(name: string, source: string, target: string, dir: string): string[] {
   return [
     "follow",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(source, target, dir, name),
     "--spool-segment-size",
     "4096",
   ];
@@ -392,16 +390,7 @@ Deno.test("the follow process killed at random moments while it prunes, then res
   const setup = await pgferry([
     "stream",
     "setup",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(source, target, dir, name),
   ]);
   assertEquals(setup.code, 0, setup.stderr);
   let follow = spawnPgferry([...args, "--resume"]);
@@ -421,17 +410,7 @@ Deno.test("the follow process killed at random moments while it prunes, then res
     }
     await load;
     assertEquals(
-      (await pgferry([
-        "stream",
-        "sentinel",
-        "set",
-        "endpos",
-        "--current",
-        "--source",
-        source,
-        "--dir",
-        dir,
-      ]))
+      (await setEndposCurrent(source, dir))
         .code,
       0,
     );

@@ -8,7 +8,7 @@ import { pgferry, spawnPgferry } from "./helpers/pgferry.ts";
 import { withSql } from "./helpers/tables.ts";
 import { listSegments, spoolDir } from "../lib/spool/segments.ts";
 import { parseLsn } from "../lib/lsn.ts";
-import { psql, waitFor } from "./helpers/pg.ts";
+import { psql, setEndposCurrent, streamArgs, waitFor } from "./helpers/pg.ts";
 
 const SCHEMA = "create table hist (id bigserial primary key, delta integer)";
 
@@ -43,16 +43,7 @@ Deno.test("status shows each stage's position, the lags between them, the spool 
   const tcp = ["--host", "127.0.0.1", "--port", String(port)];
   const args = [
     "follow",
-    "--source",
-    source,
-    "--target",
-    target,
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(source, target, dir, name),
     "--spool-segment-size",
     "4096",
     "--prune-interval",
@@ -194,16 +185,7 @@ Deno.test("stream receive and stream apply in two processes on one --dir: status
   await psql(target, SCHEMA);
   const dir = await tempDir(name);
   const common = [
-    "--source",
-    source,
-    "--target",
-    target,
-    "--dir",
-    dir,
-    "--slot-name",
-    name,
-    "--origin",
-    name,
+    ...streamArgs(source, target, dir, name),
   ];
   const setup = await pgferry(["stream", "setup", ...common]);
   assertEquals(setup.code, 0, setup.stderr);
@@ -226,17 +208,7 @@ Deno.test("stream receive and stream apply in two processes on one --dir: status
       `follow    running (receive pid ${receive.pid}, apply pid ${apply.pid})`,
     );
     await psql(source, "insert into hist (delta) select g from generate_series(1, 100) g");
-    const set = await pgferry([
-      "stream",
-      "sentinel",
-      "set",
-      "endpos",
-      "--current",
-      "--source",
-      source,
-      "--dir",
-      dir,
-    ]);
+    const set = await setEndposCurrent(source, dir);
     assertEquals(set.code, 0, set.stderr);
     assertEquals((await receive.exit(60_000)).code, 0);
     assertEquals((await apply.exit(60_000)).code, 0);

@@ -1,6 +1,6 @@
 /** Small PostgreSQL chores the tests share: psql, waiting, stream cleanup, positions. */
 import { assertEquals } from "./assert.ts";
-import { pgferry } from "./pgferry.ts";
+import { pgferry, type Run } from "./pgferry.ts";
 import { withSql } from "./tables.ts";
 
 /** Runs SQL text or a file in a separate psql process, stopping at the first error. */
@@ -36,20 +36,41 @@ export async function waitFor(
   }
 }
 
-/** Drops the slot, publication and origin a test made under `name` (missing ones are fine). */
-export async function cleanupStream(source: string, target: string, name: string): Promise<void> {
-  await pgferry([
-    "stream",
-    "cleanup",
+/** The options naming a test's stream: source, target, work directory, and slot and origin `name`. */
+export function streamArgs(source: string, target: string, dir: string, name: string): string[] {
+  return [
     "--source",
     source,
     "--target",
     target,
+    "--dir",
+    dir,
     "--slot-name",
     name,
     "--origin",
     name,
+  ];
+}
+
+/** `stream sentinel set endpos --current` through the catalog of `dir`. */
+export function setEndposCurrent(source: string, dir: string): Promise<Run> {
+  return pgferry([
+    "stream",
+    "sentinel",
+    "set",
+    "endpos",
+    "--current",
+    "--source",
+    source,
+    "--dir",
+    dir,
   ]);
+}
+
+/** Drops the slot, publication and origin a test made under `name` (missing ones are fine). */
+export async function cleanupStream(source: string, target: string, name: string): Promise<void> {
+  const names = ["--slot-name", name, "--origin", name];
+  await pgferry(["stream", "cleanup", "--source", source, "--target", target, ...names]);
 }
 
 /** The source's current flush LSN, as text. */
