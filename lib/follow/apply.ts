@@ -14,14 +14,22 @@
  */
 import type { Catalog } from "../catalog/catalog.ts";
 import { readSentinel, updateSentinel } from "../catalog/sentinel_store.ts";
-import type { Change, TableName } from "../decode/change.ts";
+import type { Change, Delete, Insert, TableName, Update } from "../decode/change.ts";
 import { formatPgTimestamp } from "../decode/pg_timestamp.ts";
 import { formatLsn, type Lsn, parseLsn } from "../lsn.ts";
 import { connect, type Sql } from "../pg/connect.ts";
 import { RecordKind } from "../spool/record.ts";
 import { SpoolReader } from "../spool/reader.ts";
-import { deleteSql, insertSql, type Statement, truncateSql, updateSql } from "./sql.ts";
-import { quoteLiteral } from "../pg/quote.ts";
+import {
+  deleteSql,
+  insertSql,
+  type Statement,
+  type TargetTable,
+  truncateSql,
+  updateSql,
+} from "./sql.ts";
+import { literal, quoteLiteral } from "../pg/quote.ts";
+import { NetChanges } from "./net_changes.ts";
 import { TargetTables } from "./target_tables.ts";
 import { logger } from "../log.ts";
 import type { StageCounters, Tally } from "./metrics.ts";
@@ -218,11 +226,6 @@ async function recordOfTransaction(
   }
 }
 
-/** A value as an untyped literal (standard_conforming_strings is on). */
-function literal(value: string | null): string {
-  return value === null ? "null" : quoteLiteral(value);
-}
-
 /**
  * A target error with what the operator needs to find the change: the table
  * (when the server names one) and the source transactions of the round trip.
@@ -244,7 +247,10 @@ function inContext(err: unknown, committed: Lsn, adding: Lsn): unknown {
 }
 
 /** Source transactions grouped into one target transaction, at most. */
-const GROUP_TRANSACTIONS = 500;
+const GROUP_TRANSACTIONS = 5000;
+/** Merged changes held before they are written out (inside the open target transaction). */
+const NET_ROWS = 20_000;
+const NET_BYTES = 16 * 1024 * 1024;
 
 /** One target transaction on its way: what to count once the server has committed it. */
 interface Group {
@@ -275,6 +281,8 @@ class TargetBatch {
   readonly #roundTrips: Tally;
   readonly #prepared = new Map<string, string>();
   #text = "";
+  /** Row changes merged by table and key, written out before anything that must follow them. */
+  readonly #net = new NetChanges();
   /** INSERT rows of one shape held back to go as one multi-row INSERT. */
   #pending: { statement: Statement; tuples: string[]; bytes: number } | undefined;
   #group: Group | undefined;
@@ -320,6 +328,45 @@ class TargetBatch {
       this.#append(statement);
     }
     if (this.#text.length + (this.#pending?.bytes ?? 0) >= this.#batchBytes) await this.#send();
+  }
+
+  /**
+   * Adds a row change: merged with the others held for its table when it can
+   * be (see net_changes.ts), else written after them, on its own.
+   */
+  async change(change: Insert | Update | Delete, target: TargetTable, rows: Tally): Promise<void> {
+    if (this.#net.add(change, target)) {
+      this.count(rows);
+      const held = this.#net.held;
+      if (held.rows >= NET_ROWS || held.bytes >= NET_BYTES) await this.#writeNet();
+      return;
+    }
+    await this.#writeNet(target);
+    const statement = change.tag === "Insert"
+      ? insertSql(change, target)
+      : change.tag === "Update"
+      ? updateSql(change, target)
+      : deleteSql(change, target);
+    if (statement === undefined) this.count(rows);
+    else await this.add(statement, rows);
+  }
+
+  /** Adds a TRUNCATE: after every change held, since it may cascade to other tables. */
+  async truncate(statement: Statement, tallies: Tally[]): Promise<void> {
+    await this.#writeNet();
+    const [first, ...others] = tallies;
+    await this.add(statement, first!);
+    for (const tally of others) this.count(tally);
+  }
+
+  /** Writes out the merged changes held (of one table, or all). */
+  async #writeNet(target?: TargetTable): Promise<void> {
+    if (this.#net.held.rows === 0) return;
+    this.#flushPending();
+    for (const statement of this.#net.take(target)) {
+      this.#text += statement + ";";
+      if (this.#text.length >= this.#batchBytes) await this.#send();
+    }
   }
 
   /** Appends one statement: prepared once per shape, then EXECUTE with literals. */
@@ -371,6 +418,7 @@ class TargetBatch {
   async commit(): Promise<void> {
     const group = this.#group;
     if (group === undefined) return;
+    await this.#writeNet();
     this.#flushPending();
     this.#text += `select pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(group.end))}, ${
       quoteLiteral(formatPgTimestamp(group.commitTime))
@@ -391,6 +439,7 @@ class TargetBatch {
     await this.#sql.unsafe("deallocate all").catch(() => {});
     this.#text = "";
     this.#pending = undefined;
+    this.#net.clear();
     this.#group = undefined;
     await this.#inflight?.catch(() => {});
     this.#inflight = undefined;
@@ -530,45 +579,23 @@ async function addTransaction(
     if (change.tag === "Begin" || change.tag === "Commit") {
       throw new RangeError(`Unexpected ${change.tag} inside a transaction`);
     }
-    const statement = await statementFor(change, tables);
-    if (statement === undefined) continue;
     if (change.tag === "Truncate") {
-      const [first, ...others] = change.relations.map((r) => rows.of(r, "truncate"));
-      await batch.add(statement, first!);
-      for (const tally of others) batch.count(tally);
+      await batch.truncate(
+        truncateSql(change, await Promise.all(change.relations.map((r) => tables.load(r)))),
+        change.relations.map((r) => rows.of(r, "truncate")),
+      );
     } else {
-      await batch.add(statement, rows.of(change.relation, OPERATIONS[change.tag]));
+      await batch.change(
+        change,
+        tables.cached(change.relation) ?? await tables.load(change.relation),
+        rows.of(change.relation, OPERATIONS[change.tag]),
+      );
     }
   }
   batch.endTransaction(end, commitTime);
 }
 
 const OPERATIONS = { Insert: "insert", Update: "update", Delete: "delete" } as const;
-
-async function statementFor(
-  change: Exclude<Change, { tag: "Begin" | "Commit" }>,
-  tables: TargetTables,
-): Promise<Statement | undefined> {
-  switch (change.tag) {
-    case "Insert":
-      return insertSql(
-        change,
-        tables.cached(change.relation) ?? await tables.load(change.relation),
-      );
-    case "Update":
-      return updateSql(
-        change,
-        tables.cached(change.relation) ?? await tables.load(change.relation),
-      );
-    case "Delete":
-      return deleteSql(
-        change,
-        tables.cached(change.relation) ?? await tables.load(change.relation),
-      );
-    case "Truncate":
-      return truncateSql(change, await Promise.all(change.relations.map((r) => tables.load(r))));
-  }
-}
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {

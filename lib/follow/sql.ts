@@ -32,6 +32,13 @@ export interface TargetTable {
   keyColumns: string[];
   /** Stored generated columns: never written. */
   generated: Set<string>;
+  /**
+   * No unique or exclusion index but the key's, and no trigger or rule that
+   * fires in replica mode: apply may merge its changes (see net_changes.ts).
+   */
+  reorderable: boolean;
+  /** Each column's type, schema-qualified and without typmod, for a cast. */
+  columnTypes: Map<string, string>;
 }
 
 /**

@@ -10,15 +10,28 @@ select c.relkind = 'p' as partitioned,
        to_json(array(select a.attname::text from pg_attribute a
                 where a.attrelid = c.oid and a.attidentity = 'a' and not a.attisdropped)) as always_identity,
        coalesce((select json_agg(a.attname::text order by k.ord)
-                   from (select i.indrelid, i.indkey from pg_index i
-                          where i.indrelid = c.oid and (i.indisreplident or i.indisprimary)
-                          order by i.indisreplident desc limit 1) i
-                        cross join lateral unnest(i.indkey) with ordinality k(attnum, ord)
-                        join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum),
+                   from unnest(key.indkey) with ordinality k(attnum, ord)
+                   join pg_attribute a on a.attrelid = c.oid and a.attnum = k.attnum),
                 '[]') as key_columns,
        to_json(array(select a.attname::text from pg_attribute a
-              where a.attrelid = c.oid and a.attgenerated <> '' and not a.attisdropped)) as generated
+              where a.attrelid = c.oid and a.attgenerated <> '' and not a.attisdropped)) as generated,
+       not exists (select from pg_index i
+                    where i.indrelid = c.oid and (i.indisunique or i.indisexclusion)
+                      and i.indexrelid is distinct from key.indexrelid)
+       and not exists (select from pg_trigger t
+                        where t.tgrelid = c.oid and not t.tgisinternal and t.tgenabled in ('R', 'A'))
+       and not exists (select from pg_rewrite r
+                        where r.ev_class = c.oid and r.rulename <> '_RETURN'
+                          and r.ev_enabled in ('R', 'A')) as reorderable,
+       (select json_object_agg(a.attname, quote_ident(tn.nspname) || '.' || quote_ident(t.typname))
+          from pg_attribute a
+          join pg_type t on t.oid = a.atttypid
+          join pg_namespace tn on tn.oid = t.typnamespace
+         where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as column_types
   from pg_class c join pg_namespace n on n.oid = c.relnamespace
+  left join lateral (select i.indexrelid, i.indkey from pg_index i
+                      where i.indrelid = c.oid and (i.indisreplident or i.indisprimary)
+                      order by i.indisreplident desc limit 1) key on true
  where n.nspname = $1 and c.relname = $2`;
 
 /** A cache of TargetTable by name, filled from the target on first use. */
@@ -52,6 +65,8 @@ export class TargetTables {
       alwaysIdentity: new Set(row["always_identity"] as string[]),
       keyColumns: row["key_columns"] as string[],
       generated: new Set(row["generated"] as string[]),
+      reorderable: row["reorderable"] as boolean,
+      columnTypes: new Map(Object.entries(row["column_types"] as Record<string, string> ?? {})),
     };
     this.#cache.set(`${name.schema}.${name.table}`, table);
     return table;

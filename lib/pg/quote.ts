@@ -14,3 +14,8 @@ export function qualifiedName(schema: string, table: string): string {
 export function quoteLiteral(text: string): string {
   return `'${text.replaceAll("'", "''")}'`;
 }
+
+/** A value as an untyped literal, or `null`. */
+export function literal(value: string | null): string {
+  return value === null ? "null" : quoteLiteral(value);
+}

@@ -1,0 +1,300 @@
+/**
+ * Net changes: what a run of source changes leaves in each table, row by row,
+ * so that apply writes it with a few set-based statements (one DELETE … USING
+ * VALUES, one UPDATE … FROM VALUES per set of columns, one multi-row INSERT)
+ * instead of one statement per change.
+ *
+ * Why the order may change: apply runs with session_replication_role =
+ * replica, so foreign keys and ordinary triggers do not fire, and rows of
+ * different tables never meet. Inside a table, order matters only through
+ * unique indexes. So a table takes part only when no unique or exclusion index
+ * other than its key (replica identity index, else primary key) exists and no
+ * trigger or rule fires in replica mode (`TargetTable.reorderable`). Then for
+ * each key only three things count: whether the row existed before the run
+ * (it is deleted first), whether it exists after, and its last values.
+ *
+ * A table without a key (and so without any unique index) takes part with its
+ * INSERTs only. Anything that cannot be merged — an UPDATE that changes the
+ * key, a row without its key, an UPDATE or DELETE on a table without a key, a
+ * sequence the source could not have produced — is refused by `add`: the
+ * caller writes out what is held for that table, then that change on its own.
+ */
+import type { Delete, Insert, Tuple, Update, Value } from "../decode/change.ts";
+import { isUnchangedToast } from "../decode/change.ts";
+import { literal, qualifiedName, quoteIdent } from "../pg/quote.ts";
+import type { TargetTable } from "./sql.ts";
+
+/** What is known of one row of the target after the run. */
+interface Entry {
+  /** The row existed before the run: it is deleted first. */
+  deleted: boolean;
+  /** `image` is a whole new row, inserted (after the delete, if any). */
+  inserted: boolean;
+  /** The last values by column; for an UPDATE of an existing row only the columns it set. Null: gone. */
+  image: Map<string, string | null> | null;
+}
+
+/** Rows per statement, at most. */
+const ROWS_PER_STATEMENT = 1000;
+/** Bytes of values per statement, about (a statement is cut after the row that passes it). */
+const BYTES_PER_STATEMENT = 256 * 1024;
+
+/** The changes held for one table. */
+class TableChanges {
+  readonly target: TargetTable;
+  readonly entries = new Map<string, Entry>();
+  /** Key for the next INSERT into a table without a key (they only accumulate). */
+  #serial = 0;
+
+  constructor(target: TargetTable) {
+    this.target = target;
+  }
+
+  /** Merges a change; false when it cannot be merged (nothing changed then). */
+  add(change: Insert | Update | Delete): boolean {
+    const keyed = this.target.keyColumns.length > 0;
+    if (!keyed) {
+      if (change.tag !== "Insert") return false;
+      this.entries.set(`${this.#serial++}`, {
+        deleted: false,
+        inserted: true,
+        image: imageOf(change.new),
+      });
+      return true;
+    }
+    const key = this.#keyOf(change);
+    if (key === undefined) return false;
+    const entry = this.entries.get(key);
+    switch (change.tag) {
+      case "Insert":
+        if (entry === undefined) {
+          this.entries.set(key, { deleted: false, inserted: true, image: imageOf(change.new) });
+        } else if (entry.image === null) {
+          entry.inserted = true;
+          entry.image = imageOf(change.new);
+        } else return false; // the key is there already
+        return true;
+      case "Update":
+        if (entry === undefined) {
+          this.entries.set(key, { deleted: false, inserted: false, image: imageOf(change.new) });
+        } else if (entry.image !== null) {
+          mergeInto(entry.image, change.new);
+        } else return false; // no such row
+        return true;
+      case "Delete":
+        if (entry === undefined) {
+          this.entries.set(key, { deleted: true, inserted: false, image: null });
+        } else if (entry.image === null) {
+          return false; // no such row
+        } else if (entry.inserted && !entry.deleted) {
+          this.entries.delete(key); // inserted and deleted within the run: nothing to write
+        } else {
+          entry.deleted = true;
+          entry.inserted = false;
+          entry.image = null;
+        }
+        return true;
+    }
+  }
+
+  /** The key as one string, or undefined when the change does not carry it or changes it. */
+  #keyOf(change: Insert | Update | Delete): string | undefined {
+    const columns = this.target.keyColumns;
+    if (change.tag === "Insert") return keyIn(change.new, columns);
+    if (change.old === null) {
+      return change.tag === "Update" ? keyIn(change.new, columns) : undefined;
+    }
+    const old = keyIn(change.old, columns);
+    if (change.tag === "Delete") return old;
+    return old !== undefined && old === keyIn(change.new, columns) ? old : undefined;
+  }
+
+  /** Statements that leave the table as the merged changes would. */
+  *statements(): Generator<string> {
+    const target = this.target;
+    const table = qualifiedName(target.schema, target.table);
+    const keys = target.keyColumns;
+    const types = keys.map((name) => typeOf(target, name));
+    yield* chunked(
+      [...this.entries].filter(([, e]) => e.deleted).map(([key]) => key.split(KEY_SEPARATOR)),
+      (rows) =>
+        `delete from ${table} as t_ using (values ${typedRows(rows, types)}) as v_(${
+          keys.map(quoteIdent).join(", ")
+        }) where ${matchKey(keys)}`,
+    );
+    const updates = new Map<string, Shape>();
+    const inserts = new Map<string, Shape>();
+    for (const [key, entry] of this.entries) {
+      if (entry.image === null) continue;
+      const columns = [...entry.image.keys()].filter((name) =>
+        !target.generated.has(name) &&
+        (entry.inserted || !(keys.includes(name) || target.alwaysIdentity.has(name)))
+      );
+      const shapes = entry.inserted ? inserts : updates;
+      const name = columns.join(KEY_SEPARATOR);
+      const shape = shapes.get(name) ?? shapes.set(name, { columns, rows: [] }).get(name)!;
+      shape.rows.push([
+        ...(entry.inserted ? [] : key.split(KEY_SEPARATOR)),
+        ...columns.map((c) => entry.image!.get(c)!),
+      ]);
+    }
+    for (const { columns, rows } of updates.values()) {
+      if (columns.length === 0) continue; // only unchanged or key columns: nothing to set
+      const named = [...keys, ...columns];
+      const rowTypes = named.map((name) => typeOf(target, name));
+      yield* chunked(
+        rows,
+        (rows) =>
+          `update ${table} as t_ set ${
+            columns.map((c) => `${quoteIdent(c)} = v_.${quoteIdent(c)}`).join(", ")
+          } from (values ${typedRows(rows, rowTypes)}) as v_(${
+            named.map(quoteIdent).join(", ")
+          }) where ${matchKey(keys)}`,
+      );
+    }
+    const overriding = target.alwaysIdentity.size > 0 ? " overriding system value" : "";
+    for (const { columns, rows } of inserts.values()) {
+      yield* chunked(
+        rows,
+        (rows) =>
+          `insert into ${table} (${columns.map(quoteIdent).join(", ")})${overriding} values ${
+            rows.map((row) => `(${row.map(literal).join(",")})`).join(",")
+          }`,
+      );
+    }
+  }
+}
+
+/** Rows that write the same columns: one statement (or a few) for all of them. */
+interface Shape {
+  columns: string[];
+  rows: (string | null)[][];
+}
+
+/** Changes held for every table, in the order the tables were first touched. */
+export class NetChanges {
+  readonly #tables = new Map<string, TableChanges>();
+  #rows = 0;
+  #bytes = 0;
+
+  /** Changes merged since the last `take`, and an estimate of the bytes their values hold. */
+  get held(): { rows: number; bytes: number } {
+    return { rows: this.#rows, bytes: this.#bytes };
+  }
+
+  /**
+   * Merges a change into what is held for its table; false when it cannot be
+   * merged: then `take` that table and apply the change on its own.
+   */
+  add(change: Insert | Update | Delete, target: TargetTable): boolean {
+    if (!target.reorderable) return false;
+    const name = qualifiedName(target.schema, target.table);
+    let table = this.#tables.get(name);
+    if (table === undefined || table.target !== target) {
+      if (table !== undefined && table.entries.size > 0) return false; // the table changed: take it first
+      table = new TableChanges(target);
+      this.#tables.set(name, table);
+    }
+    if (!table.add(change)) return false;
+    this.#rows++;
+    for (const value of (change.tag === "Delete" ? change.old : change.new)?.values ?? []) {
+      if (typeof value === "string") this.#bytes += value.length;
+    }
+    return true;
+  }
+
+  /**
+   * The statements for what is held (for one table, or all) and forgets it.
+   * Statements of different tables come in any order; those of one table in
+   * the order delete, update, insert.
+   */
+  *take(target?: TargetTable): Generator<string> {
+    const names = target === undefined
+      ? [...this.#tables.keys()]
+      : [qualifiedName(target.schema, target.table)];
+    for (const name of names) {
+      const table = this.#tables.get(name);
+      if (table === undefined) continue;
+      this.#tables.delete(name);
+      yield* table.statements();
+    }
+    if (this.#tables.size === 0) this.#rows = this.#bytes = 0;
+  }
+
+  /** Drops everything held (the target transaction rolled back). */
+  clear(): void {
+    this.#tables.clear();
+    this.#rows = this.#bytes = 0;
+  }
+}
+
+const KEY_SEPARATOR = "\u0000"; // text values never hold NUL
+
+/** The values of the key columns, joined; undefined when one is missing, NULL or unchanged TOAST. */
+function keyIn(tuple: Tuple, keyColumns: readonly string[]): string | undefined {
+  let key = "";
+  for (let k = 0; k < keyColumns.length; k++) {
+    const i = tuple.columns.findIndex((c) => c.name === keyColumns[k]);
+    const value: Value | undefined = i < 0 ? undefined : tuple.values[i];
+    if (typeof value !== "string") return undefined;
+    key += k === 0 ? value : KEY_SEPARATOR + value;
+  }
+  return key;
+}
+
+/** A row image without unchanged TOAST values. */
+function imageOf(tuple: Tuple): Map<string, string | null> {
+  const image = new Map<string, string | null>();
+  mergeInto(image, tuple);
+  return image;
+}
+
+function mergeInto(image: Map<string, string | null>, tuple: Tuple): void {
+  tuple.columns.forEach((column, i) => {
+    const value = tuple.values[i] as Value;
+    if (!isUnchangedToast(value)) image.set(column.name, value);
+  });
+}
+
+function typeOf(target: TargetTable, column: string): string {
+  const type = target.columnTypes.get(column);
+  if (type === undefined) {
+    throw new RangeError(
+      `Column "${column}" of ${qualifiedName(target.schema, target.table)} is not on the target`,
+    );
+  }
+  return type;
+}
+
+/**
+ * VALUES rows with the first row's values cast to the columns' types: the
+ * untyped literals of the other rows then take the same types.
+ */
+function typedRows(rows: (string | null)[][], types: string[]): string {
+  return rows.map((row, r) =>
+    `(${row.map((v, i) => r === 0 ? `${literal(v)}::${types[i]}` : literal(v)).join(",")})`
+  ).join(",");
+}
+
+function matchKey(keys: readonly string[]): string {
+  return keys.map((k) => `t_.${quoteIdent(k)} = v_.${quoteIdent(k)}`).join(" and ");
+}
+
+/** Statements of up to ROWS_PER_STATEMENT rows / about BYTES_PER_STATEMENT bytes each. */
+function* chunked(
+  all: (string | null)[][],
+  statement: (rows: (string | null)[][]) => string,
+): Generator<string> {
+  let rows: (string | null)[][] = [];
+  let bytes = 0;
+  for (const values of all) {
+    rows.push(values);
+    for (const v of values) bytes += v?.length ?? 4;
+    if (rows.length >= ROWS_PER_STATEMENT || bytes >= BYTES_PER_STATEMENT) {
+      yield statement(rows);
+      rows = [];
+      bytes = 0;
+    }
+  }
+  if (rows.length > 0) yield statement(rows);
+}
