@@ -14,7 +14,7 @@
  */
 import type { Catalog } from "../catalog/catalog.ts";
 import { readSentinel, updateSentinel } from "../catalog/sentinel_store.ts";
-import type { Change, Delete, Insert, TableName, Update } from "../decode/change.ts";
+import type { Delete, Insert, TableName, Update } from "../decode/change.ts";
 import { formatPgTimestamp } from "../decode/pg_timestamp.ts";
 import { formatLsn, type Lsn, parseLsn } from "../lsn.ts";
 import { connect, type Sql } from "../pg/connect.ts";
