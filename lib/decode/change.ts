@@ -214,13 +214,64 @@ function toJsonSafe(change: Change): Record<string, unknown> {
 const BIGINT_FIELDS = ["lsn", "finalLsn", "commitLsn", "endLsn", "commitTime"] as const;
 
 /**
- * One change as one line of JSON (no newline inside). Bigints are written as
- * decimal strings; the unchanged-TOAST marker as `{"unchangedToast":true}`.
- * Column arrays are written in full every time: a spool that wants it smaller
- * should intern `Tuple.columns` by identity.
+ * One change as one line: JSON (bigints as decimal strings, the
+ * unchanged-TOAST marker as `{"unchangedToast":true}`), and for a row change
+ * its tuples' column arrays after it, each after a U+0001 (which JSON text
+ * never holds unescaped): `{…,"new":{"values":[…]}}␁[new columns]␁[old columns]`.
+ * Decoders share one column array per table shape, so its JSON is made once
+ * (cached by identity) and read back once (cached by text) however many rows
+ * follow.
  */
 export function encodeChange(change: Change): string {
-  return JSON.stringify(toJsonSafe(change));
+  if (change.tag !== "Insert" && change.tag !== "Update" && change.tag !== "Delete") {
+    return JSON.stringify(toJsonSafe(change));
+  }
+  const out = toJsonSafe(change);
+  const tuple = change.tag === "Delete" ? undefined : change.new;
+  const old = change.tag === "Insert" ? undefined : change.old;
+  if (tuple !== undefined) out["new"] = { values: tuple.values };
+  if (old) out["old"] = { kind: old.kind, values: old.values };
+  return `${JSON.stringify(out)}\u0001${tuple ? columnsJson(tuple.columns) : ""}\u0001${
+    old ? columnsJson(old.columns) : ""
+  }`;
+}
+
+const encodedColumns = new WeakMap<readonly Column[], string>();
+
+function columnsJson(columns: readonly Column[]): string {
+  let json = encodedColumns.get(columns);
+  if (json === undefined) {
+    json = JSON.stringify(columns);
+    encodedColumns.set(columns, json);
+  }
+  return json;
+}
+
+/** Column arrays read back, by their JSON: one shared array per table shape. */
+const decodedColumns = new Map<string, readonly Column[]>();
+const DECODED_COLUMNS_MAX = 10_000;
+
+function columnsFrom(json: string, text: string): readonly Column[] {
+  let columns = decodedColumns.get(json);
+  if (columns === undefined) {
+    columns = parseJson(json, text) as Column[];
+    if (!Array.isArray(columns)) {
+      throw new SyntaxError(`Invalid encoded change: ${JSON.stringify(text.slice(0, 80))}`);
+    }
+    if (decodedColumns.size >= DECODED_COLUMNS_MAX) decodedColumns.clear();
+    decodedColumns.set(json, columns);
+  }
+  return columns;
+}
+
+function parseJson(json: string, text: string): unknown {
+  try {
+    return JSON.parse(json);
+  } catch (err) {
+    throw new SyntaxError(`Invalid encoded change: ${JSON.stringify(text.slice(0, 80))}`, {
+      cause: err,
+    });
+  }
 }
 
 const TAGS: ReadonlySet<string> = new Set([
@@ -234,14 +285,8 @@ const TAGS: ReadonlySet<string> = new Set([
 
 /** Reads what `encodeChange` wrote; throws a `SyntaxError` on anything else. */
 export function decodeChange(text: string): Change {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new SyntaxError(`Invalid encoded change: ${JSON.stringify(text.slice(0, 80))}`, {
-      cause: err,
-    });
-  }
+  const split = text.indexOf("\u0001");
+  const raw = parseJson(split < 0 ? text : text.slice(0, split), text);
   if (typeof raw !== "object" || raw === null || !TAGS.has((raw as { tag: string }).tag)) {
     throw new SyntaxError(`Invalid encoded change: ${JSON.stringify(text.slice(0, 80))}`);
   }
@@ -254,9 +299,19 @@ export function decodeChange(text: string): Change {
     }
     obj[field] = BigInt(value);
   }
+  const second = split < 0 ? -1 : text.indexOf("\u0001", split + 1);
   for (const field of ["new", "old"]) {
-    const tuple = obj[field] as { values: Value[] } | null | undefined;
+    const tuple = obj[field] as { columns: readonly Column[]; values: Value[] } | null | undefined;
     if (tuple == null) continue;
+    if (split >= 0) {
+      if (second < 0) {
+        throw new SyntaxError(`Invalid encoded change: ${JSON.stringify(text.slice(0, 80))}`);
+      }
+      tuple.columns = columnsFrom(
+        field === "new" ? text.slice(split + 1, second) : text.slice(second + 1),
+        text,
+      );
+    }
     const values = tuple.values;
     for (let i = 0; i < values.length; i++) {
       if (isUnchangedToast(values[i] as Value)) values[i] = UNCHANGED_TOAST;

@@ -362,8 +362,8 @@ class TargetBatch {
   /** Writes out the merged changes held (of one table, or all). */
   async #writeNet(target?: TargetTable): Promise<void> {
     if (this.#net.held.rows === 0) return;
-    this.#flushPending();
     for (const statement of this.#net.take(target)) {
+      this.#flushPending();
       this.#text += statement + ";";
       if (this.#text.length >= this.#batchBytes) await this.#send();
     }
