@@ -123,7 +123,52 @@ Deno.test("encodeChange() writes one JSON line that decodeChange() reads back", 
   );
 });
 
+Deno.test("a row change is its fields joined by NUL, then its column arrays as JSON", () => {
+  const columns = [{ name: "id", typeOid: 23, typeName: "integer", key: true }];
+  const insert: Change = {
+    tag: "Insert",
+    lsn: 24n,
+    relation: { schema: "s", table: "t" },
+    new: { columns, values: ['it\'s \u0001 "x"\n', null, UNCHANGED_TOAST, ""] },
+  };
+  const cols = '[{"name":"id","typeOid":23,"typeName":"integer","key":true}]';
+  assertEquals(
+    encodeChange(insert),
+    `I\u000024\u0000s\u0000t\u00004\u0000tit's \u0001 "x"\n\u0000n\u0000u\u0000t\u0000\u0001${cols}\u0001`,
+  );
+  assertEquals(decodeChange(encodeChange(insert)), insert);
+  const del: Change = {
+    tag: "Delete",
+    lsn: 25n,
+    relation: { schema: "s", table: "t" },
+    old: { kind: "row", columns, values: ["7"] },
+  };
+  assertEquals(
+    encodeChange(del),
+    `D\u000025\u0000s\u0000t\u0000\u0000row\u0000t7\u0001\u0001${cols}`,
+  );
+  assertEquals(decodeChange(encodeChange(del)), del);
+  // Two rows of one table shape share one decoded column array.
+  const [a, b] = [decodeChange(encodeChange(insert)), decodeChange(encodeChange(insert))];
+  assert(a.tag === "Insert" && b.tag === "Insert" && a.new.columns === b.new.columns);
+  // The all-JSON row changes of older spools still read.
+  const json = JSON.stringify({ ...insert, lsn: "24", new: { columns, values: ["1"] } });
+  assertEquals(decodeChange(json), { ...insert, new: { columns, values: ["1"] } });
+});
+
 Deno.test("decodeChange() rejects what encodeChange() did not write", () => {
+  for (
+    const bad of [
+      "X\u00001\u0000s\u0000t\u00000\u0000\u0001[]\u0001",
+      "I\u00001x\u0000s\u0000t\u00000\u0000\u0001[]\u0001",
+      "I\u00001\u0000s\u0000t\u00001\u0000q1\u0000\u0001[]\u0001",
+      "I\u00001\u0000s\u0000t\u00000\u0000key\u0001[]\u0001[]",
+      "I\u00001\u0000s\u0000t\u00000\u0000",
+      "U\u00001\u0000s\u0000t\u00000\u0000\u0001[oops\u0001",
+    ]
+  ) {
+    assertThrows(() => decodeChange(bad), SyntaxError, "Invalid encoded change");
+  }
   assertThrows(() => decodeChange("{"), SyntaxError, "Invalid encoded change");
   assertThrows(() => decodeChange('{"tag":"Nope"}'), SyntaxError, "Invalid encoded change");
   assertThrows(() => decodeChange('{"tag":"Begin","lsn":1.5,"xid":1}'), SyntaxError, 'field "lsn"');

@@ -214,26 +214,91 @@ function toJsonSafe(change: Change): Record<string, unknown> {
 const BIGINT_FIELDS = ["lsn", "finalLsn", "commitLsn", "endLsn", "commitTime"] as const;
 
 /**
- * One change as one line: JSON (bigints as decimal strings, the
- * unchanged-TOAST marker as `{"unchangedToast":true}`), and for a row change
- * its tuples' column arrays after it, each after a U+0001 (which JSON text
- * never holds unescaped): `{…,"new":{"values":[…]}}␁[new columns]␁[old columns]`.
- * Decoders share one column array per table shape, so its JSON is made once
- * (cached by identity) and read back once (cached by text) however many rows
- * follow.
+ * One change as one line of text. Begin, Commit and Truncate are JSON (bigints
+ * as decimal strings). A row change, the bulk of a spool, is its fields joined
+ * by NUL (which no text value, schema or table name holds), then its tuples'
+ * column arrays as JSON, each after a U+0001 (which JSON never holds raw):
+ *
+ * ```
+ * I|U|D ␀ lsn ␀ schema ␀ table ␀ n ␀ new value × n ␀ old kind ␀ old value × rest ␁ [new columns] ␁ [old columns]
+ * ```
+ * `n` and the old kind are empty when there is no such tuple. A value is `t`
+ * and its text, `n` for NULL, or `u` for unchanged TOAST. Decoders share one
+ * column array per table shape, so its JSON is made once (cached by identity)
+ * and read back once (cached by text) however many rows follow.
  */
 export function encodeChange(change: Change): string {
   if (change.tag !== "Insert" && change.tag !== "Update" && change.tag !== "Delete") {
     return JSON.stringify(toJsonSafe(change));
   }
-  const out = toJsonSafe(change);
   const tuple = change.tag === "Delete" ? undefined : change.new;
   const old = change.tag === "Insert" ? undefined : change.old;
-  if (tuple !== undefined) out["new"] = { values: tuple.values };
-  if (old) out["old"] = { kind: old.kind, values: old.values };
-  return `${JSON.stringify(out)}\u0001${tuple ? columnsJson(tuple.columns) : ""}\u0001${
+  const parts = [change.tag[0]!, String(change.lsn), change.relation.schema, change.relation.table];
+  if (tuple === undefined) parts.push("");
+  else {
+    parts.push(String(tuple.values.length));
+    for (const value of tuple.values) parts.push(encodeValue(value));
+  }
+  parts.push(old ? old.kind : "");
+  if (old) { for (const value of old.values) parts.push(encodeValue(value)); }
+  return `${parts.join("\0")}\u0001${tuple ? columnsJson(tuple.columns) : ""}\u0001${
     old ? columnsJson(old.columns) : ""
   }`;
+}
+
+function encodeValue(value: Value): string {
+  return value === null ? "n" : isUnchangedToast(value) ? "u" : "t" + value;
+}
+
+const ROW_TAGS: Readonly<Record<string, "Insert" | "Update" | "Delete">> = {
+  I: "Insert",
+  U: "Update",
+  D: "Delete",
+};
+
+/** Reads a row change written by `encodeChange`. */
+function decodeRow(text: string): Insert | Update | Delete {
+  const oldAt = text.lastIndexOf("\u0001");
+  const newAt = oldAt <= 0 ? -1 : text.lastIndexOf("\u0001", oldAt - 1);
+  const fields = newAt < 0 ? [] : text.slice(0, newAt).split("\0");
+  const tag = ROW_TAGS[fields[0] ?? ""];
+  const lsn = fields[1] ?? "";
+  const count = fields[4] === "" ? -1 : Number(fields[4]);
+  const oldAtField = 5 + Math.max(count, 0);
+  const oldKind = fields[oldAtField];
+  if (
+    tag === undefined || !/^[0-9]+$/.test(lsn) || fields.length < 6 || !(count >= -1) ||
+    (oldKind !== "" && oldKind !== "key" && oldKind !== "row") ||
+    (count === -1) !== (tag === "Delete") || (tag === "Insert" && oldKind !== "")
+  ) {
+    throw new SyntaxError(`Invalid encoded change: ${JSON.stringify(text.slice(0, 80))}`);
+  }
+  const tuple = count < 0 ? undefined : {
+    columns: columnsFrom(text.slice(newAt + 1, oldAt), text),
+    values: fields.slice(5, 5 + count).map((v) => decodeValue(v, text)),
+  };
+  const old = oldKind === "" ? null : {
+    kind: oldKind as "key" | "row",
+    columns: columnsFrom(text.slice(oldAt + 1), text),
+    values: fields.slice(oldAtField + 1).map((v) => decodeValue(v, text)),
+  };
+  const base = { lsn: BigInt(lsn), relation: { schema: fields[2]!, table: fields[3]! } };
+  if (tag === "Insert") return { tag, ...base, new: tuple! };
+  if (tag === "Update") return { tag, ...base, old, new: tuple! };
+  return { tag, ...base, old };
+}
+
+function decodeValue(field: string, text: string): Value {
+  switch (field.charCodeAt(0)) {
+    case 116: // t
+      return field.slice(1);
+    case 110: // n
+      return null;
+    case 117: // u
+      return UNCHANGED_TOAST;
+    default:
+      throw new SyntaxError(`Invalid encoded change: ${JSON.stringify(text.slice(0, 80))}`);
+  }
 }
 
 const encodedColumns = new WeakMap<readonly Column[], string>();
@@ -283,10 +348,13 @@ const TAGS: ReadonlySet<string> = new Set([
   "Truncate",
 ]);
 
-/** Reads what `encodeChange` wrote; throws a `SyntaxError` on anything else. */
+/**
+ * Reads what `encodeChange` wrote (and the all-JSON row changes of spools
+ * written before the row format); throws a `SyntaxError` on anything else.
+ */
 export function decodeChange(text: string): Change {
-  const split = text.indexOf("\u0001");
-  const raw = parseJson(split < 0 ? text : text.slice(0, split), text);
+  if (text.charCodeAt(0) !== 123) return decodeRow(text); // not "{"
+  const raw = parseJson(text, text);
   if (typeof raw !== "object" || raw === null || !TAGS.has((raw as { tag: string }).tag)) {
     throw new SyntaxError(`Invalid encoded change: ${JSON.stringify(text.slice(0, 80))}`);
   }
@@ -299,19 +367,9 @@ export function decodeChange(text: string): Change {
     }
     obj[field] = BigInt(value);
   }
-  const second = split < 0 ? -1 : text.indexOf("\u0001", split + 1);
   for (const field of ["new", "old"]) {
-    const tuple = obj[field] as { columns: readonly Column[]; values: Value[] } | null | undefined;
+    const tuple = obj[field] as { values: Value[] } | null | undefined;
     if (tuple == null) continue;
-    if (split >= 0) {
-      if (second < 0) {
-        throw new SyntaxError(`Invalid encoded change: ${JSON.stringify(text.slice(0, 80))}`);
-      }
-      tuple.columns = columnsFrom(
-        field === "new" ? text.slice(split + 1, second) : text.slice(second + 1),
-        text,
-      );
-    }
     const values = tuple.values;
     for (let i = 0; i < values.length; i++) {
       if (isUnchangedToast(values[i] as Value)) values[i] = UNCHANGED_TOAST;
