@@ -134,7 +134,7 @@ Deno.test("a row change is its fields joined by NUL, then its column arrays as J
   const cols = '[{"name":"id","typeOid":23,"typeName":"integer","key":true}]';
   assertEquals(
     encodeChange(insert),
-    `I\u000024\u0000s\u0000t\u00004\u0000tit's \u0001 "x"\n\u0000n\u0000u\u0000t\u0000\u0001${cols}\u0001`,
+    `I\u000024\u0000s\u0000t\u0000tnut\u0000it's \u0001 "x"\n\u0000\u0000\u0000\u0000\u0001${cols}\u0001`,
   );
   assertEquals(decodeChange(encodeChange(insert)), insert);
   const del: Change = {
@@ -145,7 +145,7 @@ Deno.test("a row change is its fields joined by NUL, then its column arrays as J
   };
   assertEquals(
     encodeChange(del),
-    `D\u000025\u0000s\u0000t\u0000\u0000row\u0000t7\u0001\u0001${cols}`,
+    `D\u000025\u0000s\u0000t\u0000-\u0000row\u0000t\u00007\u0001\u0001${cols}`,
   );
   assertEquals(decodeChange(encodeChange(del)), del);
   // Two rows of one table shape share one decoded column array.
@@ -159,12 +159,14 @@ Deno.test("a row change is its fields joined by NUL, then its column arrays as J
 Deno.test("decodeChange() rejects what encodeChange() did not write", () => {
   for (
     const bad of [
-      "X\u00001\u0000s\u0000t\u00000\u0000\u0001[]\u0001",
-      "I\u00001x\u0000s\u0000t\u00000\u0000\u0001[]\u0001",
-      "I\u00001\u0000s\u0000t\u00001\u0000q1\u0000\u0001[]\u0001",
-      "I\u00001\u0000s\u0000t\u00000\u0000key\u0001[]\u0001[]",
-      "I\u00001\u0000s\u0000t\u00000\u0000",
-      "U\u00001\u0000s\u0000t\u00000\u0000\u0001[oops\u0001",
+      "X\u00001\u0000s\u0000t\u0000\u0000\u0001[]\u0001",
+      "I\u00001x\u0000s\u0000t\u0000\u0000\u0001[]\u0001",
+      "I\u00001\u0000s\u0000t\u0000q\u00001\u0000\u0001[]\u0001",
+      "I\u00001\u0000s\u0000t\u0000\u0000key\u0000\u0001[]\u0001[]",
+      "I\u00001\u0000s\u0000t\u0000tt\u0000a\u0000\u0001[]\u0001",
+      "D\u00001\u0000s\u0000t\u0000\u0000\u0001[]\u0001",
+      "I\u00001\u0000s\u0000t\u0000\u0000",
+      "U\u00001\u0000s\u0000t\u0000\u0000\u0001[oops\u0001",
     ]
   ) {
     assertThrows(() => decodeChange(bad), SyntaxError, "Invalid encoded change");

@@ -220,12 +220,15 @@ const BIGINT_FIELDS = ["lsn", "finalLsn", "commitLsn", "endLsn", "commitTime"] a
  * column arrays as JSON, each after a U+0001 (which JSON never holds raw):
  *
  * ```
- * I|U|D ␀ lsn ␀ schema ␀ table ␀ n ␀ new value × n ␀ old kind ␀ old value × rest ␁ [new columns] ␁ [old columns]
+ * I|U|D ␀ lsn ␀ schema ␀ table ␀ new kinds ␀ new value × n ␀ old kind ␀ old kinds ␀ old value × n ␁ [new columns] ␁ [old columns]
  * ```
- * `n` and the old kind are empty when there is no such tuple. A value is `t`
- * and its text, `n` for NULL, or `u` for unchanged TOAST. Decoders share one
- * column array per table shape, so its JSON is made once (cached by identity)
- * and read back once (cached by text) however many rows follow.
+ * A tuple's kinds hold one letter per value: `t` text (the value follows as
+ * is), `n` NULL, `u` unchanged TOAST (an empty field follows for both). The new
+ * kinds are `-` when there is no new tuple; the old kind (`key` or `row`) is
+ * empty, and nothing of the old tuple follows, when there is no old one.
+ * Decoders share one column array per table shape, so its JSON is made once
+ * (cached by identity) and read back once (cached by text) however many rows
+ * follow.
  */
 export function encodeChange(change: Change): string {
   if (change.tag !== "Insert" && change.tag !== "Update" && change.tag !== "Delete") {
@@ -233,21 +236,28 @@ export function encodeChange(change: Change): string {
   }
   const tuple = change.tag === "Delete" ? undefined : change.new;
   const old = change.tag === "Insert" ? undefined : change.old;
-  const parts = [change.tag[0]!, String(change.lsn), change.relation.schema, change.relation.table];
-  if (tuple === undefined) parts.push("");
-  else {
-    parts.push(String(tuple.values.length));
-    for (const value of tuple.values) parts.push(encodeValue(value));
-  }
-  parts.push(old ? old.kind : "");
-  if (old) { for (const value of old.values) parts.push(encodeValue(value)); }
-  return `${parts.join("\0")}\u0001${tuple ? columnsJson(tuple.columns) : ""}\u0001${
+  let text = `${change.tag[0]}\0${change.lsn}\0${change.relation.schema}\0${change.relation.table}`;
+  text += tuple === undefined ? "\0-" : encodeTuple(tuple.values);
+  text += old ? `\0${old.kind}${encodeTuple(old.values)}` : "\0";
+  return `${text}\u0001${tuple ? columnsJson(tuple.columns) : ""}\u0001${
     old ? columnsJson(old.columns) : ""
   }`;
 }
 
-function encodeValue(value: Value): string {
-  return value === null ? "n" : isUnchangedToast(value) ? "u" : "t" + value;
+/** `␀ kinds ␀ value × n` (see `encodeChange`). */
+function encodeTuple(values: readonly Value[]): string {
+  let kinds = "";
+  let fields = "";
+  for (const value of values) {
+    if (typeof value === "string") {
+      kinds += "t";
+      fields += "\0" + value;
+    } else {
+      kinds += value === null ? "n" : "u";
+      fields += "\0";
+    }
+  }
+  return `\0${kinds}${fields}`;
 }
 
 const ROW_TAGS: Readonly<Record<string, "Insert" | "Update" | "Delete">> = {
@@ -258,47 +268,71 @@ const ROW_TAGS: Readonly<Record<string, "Insert" | "Update" | "Delete">> = {
 
 /** Reads a row change written by `encodeChange`. */
 function decodeRow(text: string): Insert | Update | Delete {
+  const invalid = () =>
+    new SyntaxError(`Invalid encoded change: ${JSON.stringify(text.slice(0, 80))}`);
   const oldAt = text.lastIndexOf("\u0001");
   const newAt = oldAt <= 0 ? -1 : text.lastIndexOf("\u0001", oldAt - 1);
-  const fields = newAt < 0 ? [] : text.slice(0, newAt).split("\0");
-  const tag = ROW_TAGS[fields[0] ?? ""];
-  const lsn = fields[1] ?? "";
-  const count = fields[4] === "" ? -1 : Number(fields[4]);
-  const oldAtField = 5 + Math.max(count, 0);
-  const oldKind = fields[oldAtField];
-  if (
-    tag === undefined || !/^[0-9]+$/.test(lsn) || fields.length < 6 || !(count >= -1) ||
-    (oldKind !== "" && oldKind !== "key" && oldKind !== "row") ||
-    (count === -1) !== (tag === "Delete") || (tag === "Insert" && oldKind !== "")
-  ) {
-    throw new SyntaxError(`Invalid encoded change: ${JSON.stringify(text.slice(0, 80))}`);
+  if (newAt < 0) throw invalid();
+  const fields = text.slice(0, newAt).split("\0");
+  const tag = ROW_TAGS[fields[0]!];
+  const lsn = fields[1]!;
+  if (tag === undefined || fields.length < 6 || lsn === "" || lsn.charCodeAt(0) > 57) {
+    throw invalid();
   }
-  const tuple = count < 0 ? undefined : {
-    columns: columnsFrom(text.slice(newAt + 1, oldAt), text),
-    values: fields.slice(5, 5 + count).map((v) => decodeValue(v, text)),
-  };
-  const old = oldKind === "" ? null : {
-    kind: oldKind as "key" | "row",
-    columns: columnsFrom(text.slice(oldAt + 1), text),
-    values: fields.slice(oldAtField + 1).map((v) => decodeValue(v, text)),
-  };
-  const base = { lsn: BigInt(lsn), relation: { schema: fields[2]!, table: fields[3]! } };
+  const newKinds = fields[4]!;
+  const hasNew = newKinds !== "-";
+  let at = 5;
+  let tuple: Tuple | undefined;
+  if (hasNew) {
+    tuple = { columns: columnsFrom(text.slice(newAt + 1, oldAt), text), values: [] };
+    at = decodeTuple(fields, at, newKinds, tuple.values as Value[], invalid);
+  }
+  const oldKind = fields[at];
+  let old: OldTuple | null = null;
+  if (oldKind === "key" || oldKind === "row") {
+    old = { kind: oldKind, columns: columnsFrom(text.slice(oldAt + 1), text), values: [] };
+    at = decodeTuple(fields, at + 2, fields[at + 1] ?? "", old.values as Value[], invalid);
+  } else if (oldKind !== "") throw invalid();
+  else at++;
+  if (
+    at !== fields.length || hasNew === (tag === "Delete") || (tag === "Insert" && old !== null)
+  ) throw invalid();
+  let position: bigint;
+  try {
+    position = BigInt(lsn);
+  } catch {
+    throw invalid();
+  }
+  const base = { lsn: position, relation: { schema: fields[2]!, table: fields[3]! } };
   if (tag === "Insert") return { tag, ...base, new: tuple! };
   if (tag === "Update") return { tag, ...base, old, new: tuple! };
   return { tag, ...base, old };
 }
 
-function decodeValue(field: string, text: string): Value {
-  switch (field.charCodeAt(0)) {
-    case 116: // t
-      return field.slice(1);
-    case 110: // n
-      return null;
-    case 117: // u
-      return UNCHANGED_TOAST;
-    default:
-      throw new SyntaxError(`Invalid encoded change: ${JSON.stringify(text.slice(0, 80))}`);
+/** Reads the values after a tuple's kinds, from `fields[at]`; returns where the next field is. */
+function decodeTuple(
+  fields: string[],
+  at: number,
+  kinds: string,
+  values: Value[],
+  invalid: () => SyntaxError,
+): number {
+  if (at + kinds.length > fields.length) throw invalid();
+  for (let i = 0; i < kinds.length; i++) {
+    const kind = kinds.charCodeAt(i);
+    values.push(
+      kind === 116
+        ? fields[at + i]!
+        : kind === 110
+        ? null
+        : kind === 117
+        ? UNCHANGED_TOAST
+        : (() => {
+          throw invalid();
+        })(),
+    );
   }
+  return at + kinds.length;
 }
 
 const encodedColumns = new WeakMap<readonly Column[], string>();

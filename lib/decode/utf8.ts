@@ -8,8 +8,21 @@
 const lenient = new TextDecoder("utf-8");
 const strict = new TextDecoder("utf-8", { fatal: true });
 
+/** Below this many bytes, ASCII is turned into a string in JavaScript: cheaper than a call out. */
+const SHORT = 64;
+
 /** Decodes UTF-8; throws a `TypeError` when `bytes` is not valid UTF-8. */
 export function decodeUtf8(bytes: Uint8Array): string {
+  if (bytes.length <= SHORT) {
+    let ascii = true;
+    for (let i = 0; i < bytes.length; i++) {
+      if (bytes[i]! >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  }
   const s = lenient.decode(bytes);
   if (s.includes("\uFFFD")) strict.decode(bytes);
   return s;

@@ -249,7 +249,7 @@ function inContext(err: unknown, committed: Lsn, adding: Lsn): unknown {
 /** Source transactions grouped into one target transaction, at most. */
 const GROUP_TRANSACTIONS = 5000;
 /** Merged changes held before they are written out (inside the open target transaction). */
-const NET_ROWS = 20_000;
+const NET_ROWS = 5_000;
 const NET_BYTES = 16 * 1024 * 1024;
 
 /** One target transaction on its way: what to count once the server has committed it. */

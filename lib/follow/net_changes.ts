@@ -19,7 +19,7 @@
  * sequence the source could not have produced — is refused by `add`: the
  * caller writes out what is held for that table, then that change on its own.
  */
-import type { Delete, Insert, Tuple, Update, Value } from "../decode/change.ts";
+import type { Column, Delete, Insert, Tuple, Update, Value } from "../decode/change.ts";
 import { isUnchangedToast } from "../decode/change.ts";
 import { literal, qualifiedName, quoteIdent } from "../pg/quote.ts";
 import type { TargetTable } from "./sql.ts";
@@ -28,10 +28,13 @@ import type { TargetTable } from "./sql.ts";
 interface Entry {
   /** The row existed before the run: it is deleted first. */
   deleted: boolean;
-  /** `image` is a whole new row, inserted (after the delete, if any). */
+  /** `row` is a whole new row, inserted (after the delete, if any). */
   inserted: boolean;
-  /** The last values by column; for an UPDATE of an existing row only the columns it set. Null: gone. */
-  image: Map<string, string | null> | null;
+  /**
+   * The row's last values; for an UPDATE of an existing row, unchanged TOAST
+   * where no change set a value. Undefined: the row is gone.
+   */
+  row: Tuple | undefined;
 }
 
 /** Rows per statement, at most. */
@@ -39,10 +42,19 @@ const ROWS_PER_STATEMENT = 1000;
 /** Bytes of values per statement, about (a statement is cut after the row that passes it). */
 const BYTES_PER_STATEMENT = 256 * 1024;
 
+/** Rows that write the same columns: one statement (or a few) for all of them. */
+interface Shape {
+  names: string[];
+  indexes: number[];
+  rows: (string | null)[][];
+}
+
 /** The changes held for one table. */
 class TableChanges {
   readonly target: TargetTable;
   readonly entries = new Map<string, Entry>();
+  /** Where the key columns are in a tuple of each column array (null: not all there). */
+  readonly #keyIndexes = new WeakMap<readonly Column[], number[] | null>();
   /** Key for the next INSERT into a table without a key (they only accumulate). */
   #serial = 0;
 
@@ -52,14 +64,9 @@ class TableChanges {
 
   /** Merges a change; false when it cannot be merged (nothing changed then). */
   add(change: Insert | Update | Delete): boolean {
-    const keyed = this.target.keyColumns.length > 0;
-    if (!keyed) {
+    if (this.target.keyColumns.length === 0) {
       if (change.tag !== "Insert") return false;
-      this.entries.set(`${this.#serial++}`, {
-        deleted: false,
-        inserted: true,
-        image: imageOf(change.new),
-      });
+      this.entries.set(`${this.#serial++}`, { deleted: false, inserted: true, row: change.new });
       return true;
     }
     const key = this.#keyOf(change);
@@ -68,30 +75,32 @@ class TableChanges {
     switch (change.tag) {
       case "Insert":
         if (entry === undefined) {
-          this.entries.set(key, { deleted: false, inserted: true, image: imageOf(change.new) });
-        } else if (entry.image === null) {
+          this.entries.set(key, { deleted: false, inserted: true, row: change.new });
+        } else if (entry.row === undefined) {
           entry.inserted = true;
-          entry.image = imageOf(change.new);
+          entry.row = change.new;
         } else return false; // the key is there already
         return true;
       case "Update":
         if (entry === undefined) {
-          this.entries.set(key, { deleted: false, inserted: false, image: imageOf(change.new) });
-        } else if (entry.image !== null) {
-          mergeInto(entry.image, change.new);
-        } else return false; // no such row
+          this.entries.set(key, { deleted: false, inserted: false, row: change.new });
+          return true;
+        }
+        // No such row, or its shape changed on the way: not merged.
+        if (entry.row === undefined || entry.row.columns !== change.new.columns) return false;
+        entry.row = merged(entry.row, change.new);
         return true;
       case "Delete":
         if (entry === undefined) {
-          this.entries.set(key, { deleted: true, inserted: false, image: null });
-        } else if (entry.image === null) {
+          this.entries.set(key, { deleted: true, inserted: false, row: undefined });
+        } else if (entry.row === undefined) {
           return false; // no such row
         } else if (entry.inserted && !entry.deleted) {
           this.entries.delete(key); // inserted and deleted within the run: nothing to write
         } else {
           entry.deleted = true;
           entry.inserted = false;
-          entry.image = null;
+          entry.row = undefined;
         }
         return true;
     }
@@ -99,14 +108,33 @@ class TableChanges {
 
   /** The key as one string, or undefined when the change does not carry it or changes it. */
   #keyOf(change: Insert | Update | Delete): string | undefined {
-    const columns = this.target.keyColumns;
-    if (change.tag === "Insert") return keyIn(change.new, columns);
+    if (change.tag === "Insert") return this.#keyIn(change.new);
     if (change.old === null) {
-      return change.tag === "Update" ? keyIn(change.new, columns) : undefined;
+      return change.tag === "Update" ? this.#keyIn(change.new) : undefined;
     }
-    const old = keyIn(change.old, columns);
+    const old = this.#keyIn(change.old);
     if (change.tag === "Delete") return old;
-    return old !== undefined && old === keyIn(change.new, columns) ? old : undefined;
+    return old !== undefined && old === this.#keyIn(change.new) ? old : undefined;
+  }
+
+  /** The values of the key columns, joined; undefined when one is missing, NULL or unchanged TOAST. */
+  #keyIn(tuple: Tuple): string | undefined {
+    let indexes = this.#keyIndexes.get(tuple.columns);
+    if (indexes === undefined) {
+      const found = this.target.keyColumns.map((name) =>
+        tuple.columns.findIndex((c) => c.name === name)
+      );
+      indexes = found.includes(-1) ? null : found;
+      this.#keyIndexes.set(tuple.columns, indexes);
+    }
+    if (indexes === null) return undefined;
+    let key = "";
+    for (let k = 0; k < indexes.length; k++) {
+      const value = tuple.values[indexes[k]!];
+      if (typeof value !== "string") return undefined;
+      key += k === 0 ? value : KEY_SEPARATOR + value;
+    }
+    return key;
   }
 
   /** Statements that leave the table as the merged changes would. */
@@ -124,40 +152,58 @@ class TableChanges {
     );
     const updates = new Map<string, Shape>();
     const inserts = new Map<string, Shape>();
+    const shapeIds = new Map<readonly Column[], number>();
     for (const [key, entry] of this.entries) {
-      if (entry.image === null) continue;
-      const columns = [...entry.image.keys()].filter((name) =>
-        !target.generated.has(name) &&
-        (entry.inserted || !(keys.includes(name) || target.alwaysIdentity.has(name)))
-      );
+      const row = entry.row;
+      if (row === undefined) continue;
+      let id = shapeIds.get(row.columns);
+      if (id === undefined) shapeIds.set(row.columns, id = shapeIds.size);
+      // Unchanged TOAST in an UPDATE: that column is left out of its statement.
+      let name = `${id}`;
+      if (!entry.inserted) {
+        for (let i = 0; i < row.values.length; i++) {
+          if (isUnchangedToast(row.values[i] as Value)) name += `,${i}`;
+        }
+      }
       const shapes = entry.inserted ? inserts : updates;
-      const name = columns.join(KEY_SEPARATOR);
-      const shape = shapes.get(name) ?? shapes.set(name, { columns, rows: [] }).get(name)!;
-      shape.rows.push([
-        ...(entry.inserted ? [] : key.split(KEY_SEPARATOR)),
-        ...columns.map((c) => entry.image!.get(c)!),
-      ]);
+      let shape = shapes.get(name);
+      if (shape === undefined) {
+        const indexes: number[] = [];
+        row.columns.forEach((column, i) => {
+          if (target.generated.has(column.name)) return;
+          if (
+            !entry.inserted &&
+            (isUnchangedToast(row.values[i] as Value) || keys.includes(column.name) ||
+              target.alwaysIdentity.has(column.name))
+          ) return;
+          indexes.push(i);
+        });
+        shape = { names: indexes.map((i) => row.columns[i]!.name), indexes, rows: [] };
+        shapes.set(name, shape);
+      }
+      const values = shape.indexes.map((i) => row.values[i] as string | null);
+      shape.rows.push(entry.inserted ? values : [...key.split(KEY_SEPARATOR), ...values]);
     }
-    for (const { columns, rows } of updates.values()) {
-      if (columns.length === 0) continue; // only unchanged or key columns: nothing to set
-      const named = [...keys, ...columns];
+    for (const { names, rows } of updates.values()) {
+      if (names.length === 0) continue; // only unchanged or key columns: nothing to set
+      const named = [...keys, ...names];
       const rowTypes = named.map((name) => typeOf(target, name));
       yield* chunked(
         rows,
         (rows) =>
           `update ${table} as t_ set ${
-            columns.map((c) => `${quoteIdent(c)} = v_.${quoteIdent(c)}`).join(", ")
+            names.map((c) => `${quoteIdent(c)} = v_.${quoteIdent(c)}`).join(", ")
           } from (values ${typedRows(rows, rowTypes)}) as v_(${
             named.map(quoteIdent).join(", ")
           }) where ${matchKey(keys)}`,
       );
     }
     const overriding = target.alwaysIdentity.size > 0 ? " overriding system value" : "";
-    for (const { columns, rows } of inserts.values()) {
+    for (const { names, rows } of inserts.values()) {
       yield* chunked(
         rows,
         (rows) =>
-          `insert into ${table} (${columns.map(quoteIdent).join(", ")})${overriding} values ${
+          `insert into ${table} (${names.map(quoteIdent).join(", ")})${overriding} values ${
             rows.map((row) => `(${row.map(literal).join(",")})`).join(",")
           }`,
       );
@@ -165,10 +211,13 @@ class TableChanges {
   }
 }
 
-/** Rows that write the same columns: one statement (or a few) for all of them. */
-interface Shape {
-  columns: string[];
-  rows: (string | null)[][];
+/** `row` with the values `next` sets (all but unchanged TOAST); both of one column array. */
+function merged(row: Tuple, next: Tuple): Tuple {
+  const values = row.values.slice();
+  next.values.forEach((value, i) => {
+    if (!isUnchangedToast(value)) values[i] = value;
+  });
+  return { columns: row.columns, values };
 }
 
 /** Changes held for every table, in the order the tables were first touched. */
@@ -229,32 +278,6 @@ export class NetChanges {
 }
 
 const KEY_SEPARATOR = "\u0000"; // text values never hold NUL
-
-/** The values of the key columns, joined; undefined when one is missing, NULL or unchanged TOAST. */
-function keyIn(tuple: Tuple, keyColumns: readonly string[]): string | undefined {
-  let key = "";
-  for (let k = 0; k < keyColumns.length; k++) {
-    const i = tuple.columns.findIndex((c) => c.name === keyColumns[k]);
-    const value: Value | undefined = i < 0 ? undefined : tuple.values[i];
-    if (typeof value !== "string") return undefined;
-    key += k === 0 ? value : KEY_SEPARATOR + value;
-  }
-  return key;
-}
-
-/** A row image without unchanged TOAST values. */
-function imageOf(tuple: Tuple): Map<string, string | null> {
-  const image = new Map<string, string | null>();
-  mergeInto(image, tuple);
-  return image;
-}
-
-function mergeInto(image: Map<string, string | null>, tuple: Tuple): void {
-  tuple.columns.forEach((column, i) => {
-    const value = tuple.values[i] as Value;
-    if (!isUnchangedToast(value)) image.set(column.name, value);
-  });
-}
 
 function typeOf(target: TargetTable, column: string): string {
   const type = target.columnTypes.get(column);

@@ -53,6 +53,30 @@ export function encodeRecord(kind: RecordKind, lsn: Lsn, change?: Change): Uint8
   return out;
 }
 
+/**
+ * Encodes a CHANGE or COMMIT record straight into `out` at `at` (no copy of
+ * its own); returns its length, or 0 when it might not fit there.
+ */
+export function encodeRecordInto(
+  out: Uint8Array,
+  at: number,
+  kind: typeof RecordKind.Change | typeof RecordKind.Commit,
+  lsn: Lsn,
+  change: Change,
+): number {
+  const text = encodeChange(change);
+  const payloadAt = at + RECORD_HEADER + BODY_HEADER;
+  if (payloadAt + text.length * 3 > out.length) return 0; // 3 bytes of UTF-8 per UTF-16 unit at most
+  const { written } = utf8.encodeInto(text, out.subarray(payloadAt));
+  const length = RECORD_HEADER + BODY_HEADER + written;
+  const view = new DataView(out.buffer, out.byteOffset + at, length);
+  view.setUint32(0, length - RECORD_HEADER, true);
+  out[at + RECORD_HEADER] = kind;
+  view.setBigUint64(RECORD_HEADER + 1, lsn, true);
+  view.setUint32(4, crc32(out.subarray(at + RECORD_HEADER, at + length)), true);
+  return length;
+}
+
 /** Fills in a BEGIN record's end_lsn and commit_time (in place) and fixes its CRC. */
 export function patchBegin(record: Uint8Array, endLsn: Lsn, commitTime: bigint): void {
   const view = new DataView(record.buffer, record.byteOffset, record.byteLength);

@@ -16,7 +16,7 @@
 import { join } from "node:path";
 import type { Begin, Change, Commit } from "../decode/change.ts";
 import type { Lsn } from "../lsn.ts";
-import { encodeRecord, patchBegin, RecordKind } from "./record.ts";
+import { encodeRecord, encodeRecordInto, patchBegin, RecordKind } from "./record.ts";
 import { RecordFile } from "./record_file.ts";
 import { listSegments, segmentName, spoolDir } from "./segments.ts";
 
@@ -98,8 +98,19 @@ export class SpoolWriter {
         if (this.#txn === undefined) {
           throw new RangeError(`${change.tag} at ${change.lsn} outside a transaction`);
         }
-        this.#write(encodeRecord(RecordKind.Change, change.lsn, change));
+        this.#writeChange(RecordKind.Change, change);
     }
+  }
+
+  /** Encodes a CHANGE or COMMIT record into the buffer, without a copy when it fits. */
+  #writeChange(kind: typeof RecordKind.Change | typeof RecordKind.Commit, change: Change): void {
+    let length = encodeRecordInto(this.#buf, this.#bufLen, kind, change.lsn, change);
+    if (length === 0 && this.#bufLen > 0) {
+      this.flush();
+      length = encodeRecordInto(this.#buf, 0, kind, change.lsn, change);
+    }
+    if (length > 0) this.#bufLen += length;
+    else this.#write(encodeRecord(kind, change.lsn, change)); // larger than the buffer
   }
 
   /**
@@ -168,12 +179,12 @@ export class SpoolWriter {
     patchBegin(txn.begin, change.endLsn, change.commitTime);
     if (txn.offset >= this.#fileSize) {
       this.#buf.set(txn.begin, txn.offset - this.#fileSize);
-      this.#write(encodeRecord(RecordKind.Commit, change.lsn, change));
+      this.#writeChange(RecordKind.Commit, change);
     } else {
       // The BEGIN is already in the file (a large transaction): write everything up to
       // and including COMMIT first, so that a reader who sees the patched BEGIN finds
       // every record of the transaction in the file.
-      this.#write(encodeRecord(RecordKind.Commit, change.lsn, change));
+      this.#writeChange(RecordKind.Commit, change);
       this.flush();
       this.#file.seekSync(txn.offset, Deno.SeekMode.Start);
       writeAll(this.#file, txn.begin);
