@@ -5,15 +5,16 @@
  * segment = record*
  * record  = body_len:u32le crc32(body):u32le body
  * body    = kind:u8 lsn:u64le payload
- * kind    1 BEGIN      payload = end_lsn:u64le commit_time:i64le change_json
+ * kind    1 BEGIN      payload = end_lsn:u64le commit_time:i64le change_text
  *                      end_lsn and commit_time are 0 until the transaction's COMMIT has been
  *                      spooled, then patched in place: a BEGIN with end_lsn 0 starts a
  *                      transaction that is not complete (yet).
- *         2 CHANGE     payload = change_json   (Insert, Update, Delete, Truncate)
- *         3 COMMIT     payload = change_json
+ *         2 CHANGE     payload = change_text   (Insert, Update, Delete, Truncate)
+ *         3 COMMIT     payload = change_text
  *         4 KEEPALIVE  payload = (none)        lsn = a WAL position with nothing pending before it
  * ```
- * `change_json` is `encodeChange()` of lib/decode/change.ts. A record whose length runs past the
+ * `change_text` is `encodeChange()` of lib/decode/change.ts (UTF-8): JSON for BEGIN, COMMIT and
+ * TRUNCATE, NUL-separated fields for a row change. A record whose length runs past the
  * end of the file, or whose CRC does not match, is a torn tail.
  */
 import { crc32 } from "node:zlib";
@@ -99,7 +100,7 @@ export function recordLength(bytes: Uint8Array, offset: number): number {
   return RECORD_HEADER + bodyLength;
 }
 
-/** What recovery needs of a record, without parsing its JSON. */
+/** What recovery needs of a record, without decoding its change. */
 export interface RecordHeader {
   kind: RecordKind;
   lsn: Lsn;
