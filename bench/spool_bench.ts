@@ -60,7 +60,7 @@ const target: TargetTable = {
 };
 const updates = Array.from({ length: 1000 }, (_, i) => update(i % 700));
 Deno.bench("merge 1,000 UPDATEs of 700 rows and write their statements", () => {
-  const net = new NetChanges();
+  const net = new NetChanges({ rows: Infinity, bytes: Infinity });
   for (const u of updates) net.add(u as Extract<Change, { tag: "Update" }>, target);
   for (const _ of net.take()) { /* the SQL text */ }
 });

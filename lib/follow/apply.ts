@@ -282,7 +282,7 @@ class TargetBatch {
   readonly #prepared = new Map<string, string>();
   #text = "";
   /** Row changes merged by table and key, written out before anything that must follow them. */
-  readonly #net = new NetChanges();
+  readonly #net = new NetChanges({ rows: NET_ROWS, bytes: NET_BYTES });
   /** INSERT rows of one shape held back to go as one multi-row INSERT. */
   #pending: { statement: Statement; tuples: string[]; bytes: number } | undefined;
   #group: Group | undefined;
@@ -337,8 +337,7 @@ class TargetBatch {
   async change(change: Insert | Update | Delete, target: TargetTable, rows: Tally): Promise<void> {
     if (this.#net.add(change, target)) {
       this.count(rows);
-      const held = this.#net.held;
-      if (held.rows >= NET_ROWS || held.bytes >= NET_BYTES) await this.#writeNet();
+      if (this.#net.full) await this.#writeNet();
       return;
     }
     await this.#writeNet(target);
@@ -361,7 +360,7 @@ class TargetBatch {
 
   /** Writes out the merged changes held (of one table, or all). */
   async #writeNet(target?: TargetTable): Promise<void> {
-    if (this.#net.held.rows === 0) return;
+    if (this.#net.empty) return;
     for (const statement of this.#net.take(target)) {
       this.#flushPending();
       this.#text += statement + ";";

@@ -220,15 +220,31 @@ function merged(row: Tuple, next: Tuple): Tuple {
   return { columns: row.columns, values };
 }
 
-/** Changes held for every table, in the order the tables were first touched. */
+/**
+ * Changes held for every table, in the order the tables were first touched.
+ * Tables are told apart by their TargetTable, which TargetTables hands out
+ * once per table.
+ */
 export class NetChanges {
-  readonly #tables = new Map<string, TableChanges>();
+  readonly #tables = new Map<TargetTable, TableChanges>();
+  readonly #limits: { rows: number; bytes: number };
+  /** Changes merged, and the bytes of their values, since the last time nothing was held. */
   #rows = 0;
   #bytes = 0;
 
-  /** Changes merged since the last `take`, and an estimate of the bytes their values hold. */
-  get held(): { rows: number; bytes: number } {
-    return { rows: this.#rows, bytes: this.#bytes };
+  /** `limits`: how many changes, or bytes of their values, make it `full`. */
+  constructor(limits: { rows: number; bytes: number }) {
+    this.#limits = limits;
+  }
+
+  /** Nothing is held. */
+  get empty(): boolean {
+    return this.#rows === 0;
+  }
+
+  /** Enough is held that it should be written out. */
+  get full(): boolean {
+    return this.#rows >= this.#limits.rows || this.#bytes >= this.#limits.bytes;
   }
 
   /**
@@ -237,13 +253,8 @@ export class NetChanges {
    */
   add(change: Insert | Update | Delete, target: TargetTable): boolean {
     if (!target.reorderable) return false;
-    const name = qualifiedName(target.schema, target.table);
-    let table = this.#tables.get(name);
-    if (table === undefined || table.target !== target) {
-      if (table !== undefined && table.entries.size > 0) return false; // the table changed: take it first
-      table = new TableChanges(target);
-      this.#tables.set(name, table);
-    }
+    let table = this.#tables.get(target);
+    if (table === undefined) this.#tables.set(target, table = new TableChanges(target));
     if (!table.add(change)) return false;
     this.#rows++;
     for (const value of (change.tag === "Delete" ? change.old : change.new)?.values ?? []) {
@@ -258,14 +269,11 @@ export class NetChanges {
    * the order delete, update, insert.
    */
   *take(target?: TargetTable): Generator<string> {
-    const names = target === undefined
-      ? [...this.#tables.keys()]
-      : [qualifiedName(target.schema, target.table)];
-    for (const name of names) {
-      const table = this.#tables.get(name);
-      if (table === undefined) continue;
-      this.#tables.delete(name);
-      yield* table.statements();
+    for (const table of target === undefined ? [...this.#tables.keys()] : [target]) {
+      const held = this.#tables.get(table);
+      if (held === undefined) continue;
+      this.#tables.delete(table);
+      yield* held.statements();
     }
     if (this.#tables.size === 0) this.#rows = this.#bytes = 0;
   }
