@@ -360,7 +360,7 @@ Deno.test("a row the target already has stops follow with an error naming the ta
     const end = await sourceLsn(source);
     const run = await pgferry(["follow", ...args, "--origin", name, "--resume", "--endpos", end]);
     assertEquals(run.code, 1, run.stderr);
-    assertStringIncludes(run.stderr, 'duplicate key value violates unique constraint "t_pkey"');
+    assertStringIncludes(run.stderr, 'Duplicate key value violates unique constraint "t_pkey"');
     assertStringIncludes(run.stderr, 'on table "public"."t"');
     assertStringIncludes(run.stderr, "while applying the source transactions ending after");
     assertStringIncludes(run.stderr, "hint:");

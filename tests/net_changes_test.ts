@@ -64,6 +64,8 @@ update k2 set v = 'two' where a = 1;
 insert into k2 values (2, 'b', 'x');
 delete from k2 where a = 2;
 insert into k2 values (2, 'b', 'y');
+-- inserts go as COPY: its escapes, its NULL marker and end-of-data line as plain text
+insert into k2 values (3, E'tab\there\rcr\nnl', '\\N'), (4, '\\.', E'\\\\.\n\\\\.\n'), (5, '', null);
 -- no key: inserts merge, an UPDATE (REPLICA IDENTITY FULL) goes after them
 insert into nokey values (1, 'a'), (1, 'a'), (2, 'b');
 update nokey set y = 'c' where x = 2;

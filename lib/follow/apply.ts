@@ -17,7 +17,7 @@ import { readSentinel, updateSentinel } from "../catalog/sentinel_store.ts";
 import type { Delete, Insert, TableName, Update } from "../decode/change.ts";
 import { formatPgTimestamp } from "../decode/pg_timestamp.ts";
 import { formatLsn, type Lsn, parseLsn } from "../lsn.ts";
-import { connect, type Sql } from "../pg/connect.ts";
+import { CopyConnection, type PipelineStep, type QueryResult } from "../pg/copy_connection.ts";
 import { RecordKind } from "../spool/record.ts";
 import { SpoolReader } from "../spool/reader.ts";
 import {
@@ -29,7 +29,7 @@ import {
   updateSql,
 } from "./sql.ts";
 import { literal, quoteLiteral } from "../pg/quote.ts";
-import { NetChanges } from "./net_changes.ts";
+import { type CopyRows, NetChanges } from "./net_changes.ts";
 import { TargetTables } from "./target_tables.ts";
 import { logger } from "../log.ts";
 import type { StageCounters, Tally } from "./metrics.ts";
@@ -57,36 +57,43 @@ const REPORT_MS = 1000;
 const CANCEL_AFTER_STOP_MS = 1000;
 
 /**
- * Sets up the origin session. The client has one connection (max 1), so this
- * session state holds for every later statement; should the connection drop,
- * the next statement fails and the stage restarts from the origin's progress.
+ * Sets up the origin session; returns the origin's progress. Apply's one
+ * connection keeps this session state for every later statement; should the
+ * connection drop, the next statement fails and the stage restarts from the
+ * origin's progress.
  */
-async function originSession(sql: Sql, origin: string): Promise<void> {
-  await sql`select pg_replication_origin_session_setup(${origin})`;
-  await sql.unsafe(
-    "set session_replication_role = replica; set synchronous_commit = off; set standard_conforming_strings = on; set plan_cache_mode = force_generic_plan",
-  ).simple();
+async function originSession(connection: CopyConnection, origin: string): Promise<Lsn> {
+  const { rows } = await connection.query(
+    `select pg_replication_origin_session_setup(${quoteLiteral(origin)}); ` +
+      "set session_replication_role = replica; set synchronous_commit = off; " +
+      "set standard_conforming_strings = on; set plan_cache_mode = force_generic_plan; " +
+      `select pg_replication_origin_progress(${quoteLiteral(origin)}, true)::text`,
+  );
+  const lsn = rows[0]?.[0];
+  return lsn ? parseLsn(lsn) : 0n;
 }
 
 /** Runs apply until endpos is reached or the signal aborts. */
 export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
   const { catalog, signal, counters } = options;
   const batchBytes = options.batchBytes ?? 256 * 1024;
-  const sql = connect(options.target, { role: "target" });
   const reader = new SpoolReader(options.dir);
-  const batch = new TargetBatch(sql, batchBytes, counters);
+  const connection = await CopyConnection.connect(options.target, {
+    role: "target",
+    parameters: { application_name: "pgferry apply" },
+  }).catch((err) => {
+    reader.close();
+    throw err;
+  });
+  const batch = new TargetBatch(connection, batchBytes, counters);
   // A statement waiting on a lock never sees the signal: a round trip still
   // under way a moment after the stop is cancelled on the server.
   let canceller: ReturnType<typeof setTimeout> | undefined;
   const onAbort = () => canceller = setTimeout(() => batch.cancel(), CANCEL_AFTER_STOP_MS);
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    await originSession(sql, options.origin);
-    const conn = sql;
-    const tables = new TargetTables(sql);
-    const [row] =
-      await conn`select pg_replication_origin_progress(${options.origin}, true)::text as lsn`;
-    const progress: Lsn = row?.["lsn"] ? parseLsn(row["lsn"] as string) : 0n;
+    const progress = await originSession(connection, options.origin);
+    const tables = new TargetTables((text) => batch.query(text));
     let sentinel = readSentinel(catalog.db);
     let replayed = progress > sentinel.replayLsn ? progress : sentinel.replayLsn;
     let reported = sentinel.replayLsn;
@@ -183,7 +190,7 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
     signal?.removeEventListener("abort", onAbort);
     clearTimeout(canceller);
     reader.close();
-    await sql.end({ timeout: 5 });
+    await connection.close();
   }
 }
 
@@ -232,10 +239,8 @@ async function recordOfTransaction(
  * The SQLSTATE stays, so the error is classified as before.
  */
 function inContext(err: unknown, committed: Lsn, adding: Lsn): unknown {
-  const fields = err as { code?: string; table_name?: string; schema_name?: string };
-  const table = fields.table_name
-    ? ` on table "${fields.schema_name ?? ""}"."${fields.table_name}"`
-    : "";
+  const { code, fields } = err as { code?: string; fields?: { table?: string; schema?: string } };
+  const table = fields?.table ? ` on table "${fields.schema ?? ""}"."${fields.table}"` : "";
   const where = adding > committed
     ? ` while applying the source transactions ending after ${
       formatLsn(committed)
@@ -243,7 +248,7 @@ function inContext(err: unknown, committed: Lsn, adding: Lsn): unknown {
     : "";
   if (table === "" && where === "") return err;
   const wrapped = new Error(`${errorMessage(err)}${table}${where}`, { cause: err });
-  return Object.assign(wrapped, { code: fields.code });
+  return Object.assign(wrapped, { code });
 }
 
 /** Source transactions grouped into one target transaction, at most. */
@@ -262,38 +267,42 @@ interface Group {
   began: number;
 }
 
+const encoder = new TextEncoder();
+
 /** PostgreSQL's epoch, 2000-01-01 00:00 UTC, in Unix seconds. */
 const PG_EPOCH_UNIX_SECONDS = 946_684_800;
 
 /**
  * The open target transaction: statements go out as multi-statement simple
- * queries of up to `batchBytes` (one round trip each, the next one built while
- * the last is on the wire). Several small source transactions share one
+ * queries, and merged inserts as COPY, in pipelines of up to `batchBytes` (one
+ * round trip each, the next one built while the last is on the wire). Several small source transactions share one
  * target transaction; its COMMIT carries the origin progress of the last one,
  * so progress still moves atomically with the data. Rows and transactions are
  * counted when the server has committed them.
  */
 class TargetBatch {
-  readonly #sql: Sql;
+  readonly #connection: CopyConnection;
   readonly #batchBytes: number;
   readonly #counters: StageCounters;
   readonly #transactionsApplied: Tally;
   readonly #roundTrips: Tally;
   readonly #prepared = new Map<string, string>();
   #text = "";
+  /** Queries ready to go before `#text`, and their bytes. */
+  #steps: PipelineStep[] = [];
+  #stepBytes = 0;
   /** Row changes merged by table and key, written out before anything that must follow them. */
   readonly #net = new NetChanges({ rows: NET_ROWS, bytes: NET_BYTES });
   /** INSERT rows of one shape held back to go as one multi-row INSERT. */
   #pending: { statement: Statement; tuples: string[]; bytes: number } | undefined;
   #group: Group | undefined;
   #inflight: Promise<void> | undefined;
-  #query: { cancel(): void } | undefined;
   #failure: unknown;
   #committed: Lsn = 0n;
   #adding: Lsn = 0n;
 
-  constructor(sql: Sql, batchBytes: number, counters: StageCounters) {
-    this.#sql = sql;
+  constructor(connection: CopyConnection, batchBytes: number, counters: StageCounters) {
+    this.#connection = connection;
     this.#batchBytes = batchBytes;
     this.#counters = counters;
     this.#transactionsApplied = counters.counter("pgferry_transactions_applied_total");
@@ -327,7 +336,18 @@ class TargetBatch {
       this.#flushPending();
       this.#append(statement);
     }
-    if (this.#text.length + (this.#pending?.bytes ?? 0) >= this.#batchBytes) await this.#send();
+    if (this.#bytes + (this.#pending?.bytes ?? 0) >= this.#batchBytes) await this.#send();
+  }
+
+  /** Bytes ready to send, about. */
+  get #bytes(): number {
+    return this.#text.length + this.#stepBytes;
+  }
+
+  /** Runs a query of its own once what is on the wire has answered (held statements wait). */
+  async query(text: string): Promise<QueryResult> {
+    await this.#settle();
+    return await this.#connection.query(text);
   }
 
   /**
@@ -363,9 +383,26 @@ class TargetBatch {
     if (this.#net.empty) return;
     for (const statement of this.#net.take(target)) {
       this.#flushPending();
-      this.#text += statement + ";";
-      if (this.#text.length >= this.#batchBytes) await this.#send();
+      if (typeof statement === "string") this.#text += statement + ";";
+      else this.#copy(statement);
+      if (this.#bytes >= this.#batchBytes) await this.#send();
     }
+  }
+
+  /** Adds a COPY with its rows, after the statements before it. */
+  #copy(rows: CopyRows): void {
+    this.#endText();
+    const copyData = encoder.encode(rows.data);
+    this.#steps.push({ sql: rows.copy, copyData });
+    this.#stepBytes += copyData.length;
+  }
+
+  /** Closes the statements so far into one query of the pipeline. */
+  #endText(): void {
+    if (this.#text === "") return;
+    this.#steps.push({ sql: this.#text });
+    this.#stepBytes += this.#text.length;
+    this.#text = "";
   }
 
   /** Appends one statement: prepared once per shape, then EXECUTE with literals. */
@@ -435,20 +472,23 @@ class TargetBatch {
   async rollback(): Promise<void> {
     // Statements prepared inside the failed transaction are gone with it.
     this.#prepared.clear();
-    await this.#sql.unsafe("deallocate all").catch(() => {});
     this.#text = "";
+    this.#steps = [];
+    this.#stepBytes = 0;
     this.#pending = undefined;
     this.#net.clear();
     this.#group = undefined;
     await this.#inflight?.catch(() => {});
     this.#inflight = undefined;
     this.#failure = undefined;
-    await this.#sql.unsafe("rollback").catch(() => {});
+    await this.#connection.query("rollback; deallocate all").catch(() => {});
   }
 
   /** Cancels the round trip under way, if any, on the server (a lock wait, a long statement). */
   cancel(): void {
-    this.#query?.cancel();
+    if (this.#inflight !== undefined) {
+      this.#connection.cancel().catch((err) => log.debug(`cancel failed: ${errorMessage(err)}`));
+    }
   }
 
   #begin(): Group {
@@ -468,19 +508,17 @@ class TargetBatch {
   async #send(commits?: Group): Promise<void> {
     await this.#settle();
     this.#flushPending();
-    const text = this.#text;
-    this.#text = "";
-    const query = this.#sql.unsafe(text).simple();
-    this.#query = query;
-    this.#inflight = query.then(
+    this.#endText();
+    const steps = this.#steps;
+    this.#steps = [];
+    this.#stepBytes = 0;
+    this.#inflight = this.#connection.pipeline(steps).then(
       () => {
-        this.#query = undefined;
         this.#roundTrips.value++;
         this.#counters.alive();
         if (commits !== undefined) this.#committed = this.#counted(commits);
       },
       (err) => {
-        this.#query = undefined;
         this.#failure = inContext(err, this.#committed, this.#adding);
       },
     );

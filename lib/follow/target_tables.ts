@@ -1,11 +1,10 @@
 /** What apply needs to know about the target's tables, asked once per table. */
-import type { Sql } from "../pg/connect.ts";
+import type { QueryResult } from "../pg/copy_connection.ts";
 import type { TableName } from "../decode/change.ts";
-import { qualifiedName } from "../pg/quote.ts";
+import { qualifiedName, quoteLiteral } from "../pg/quote.ts";
 import type { TargetTable } from "./sql.ts";
 
-// $1 schema, $2 table
-const TARGET_TABLE_SQL = `
+const TARGET_TABLE_SQL = (schema: string, table: string) => `
 select c.relkind = 'p' as partitioned,
        to_json(array(select a.attname::text from pg_attribute a
                 where a.attrelid = c.oid and a.attidentity = 'a' and not a.attisdropped)) as always_identity,
@@ -32,15 +31,16 @@ select c.relkind = 'p' as partitioned,
   left join lateral (select i.indexrelid, i.indkey from pg_index i
                       where i.indrelid = c.oid and (i.indisreplident or i.indisprimary)
                       order by i.indisreplident desc limit 1) key on true
- where n.nspname = $1 and c.relname = $2`;
+ where n.nspname = ${quoteLiteral(schema)} and c.relname = ${quoteLiteral(table)}`;
 
 /** A cache of TargetTable by name, filled from the target on first use. */
 export class TargetTables {
-  readonly #sql: Sql;
+  readonly #query: (sql: string) => Promise<QueryResult>;
   readonly #cache = new Map<string, TargetTable>();
 
-  constructor(sql: Sql) {
-    this.#sql = sql;
+  /** `query` runs a simple query on the target. */
+  constructor(query: (sql: string) => Promise<QueryResult>) {
+    this.#query = query;
   }
 
   /** The cached entry, or undefined: then `load` it first. */
@@ -51,8 +51,7 @@ export class TargetTables {
   async load(name: TableName): Promise<TargetTable> {
     const hit = this.cached(name);
     if (hit) return hit;
-    const rows = await this.#sql.unsafe(TARGET_TABLE_SQL, [name.schema, name.table]);
-    const row = rows[0];
+    const { rows: [row] } = await this.#query(TARGET_TABLE_SQL(name.schema, name.table));
     if (row === undefined) {
       throw new RangeError(
         `Table ${qualifiedName(name.schema, name.table)} does not exist on the target`,
@@ -61,12 +60,12 @@ export class TargetTables {
     const table: TargetTable = {
       schema: name.schema,
       table: name.table,
-      partitioned: row["partitioned"] as boolean,
-      alwaysIdentity: new Set(row["always_identity"] as string[]),
-      keyColumns: row["key_columns"] as string[],
-      generated: new Set(row["generated"] as string[]),
-      reorderable: row["reorderable"] as boolean,
-      columnTypes: new Map(Object.entries(row["column_types"] as Record<string, string> ?? {})),
+      partitioned: row[0] === "t",
+      alwaysIdentity: new Set(JSON.parse(row[1]!) as string[]),
+      keyColumns: JSON.parse(row[2]!) as string[],
+      generated: new Set(JSON.parse(row[3]!) as string[]),
+      reorderable: row[4] === "t",
+      columnTypes: new Map(Object.entries(JSON.parse(row[5] ?? "{}") as Record<string, string>)),
     };
     this.#cache.set(`${name.schema}.${name.table}`, table);
     return table;

@@ -35,6 +35,7 @@ const decoder = new TextDecoder();
 
 const PROTOCOL_VERSION_3 = 196608;
 const SSL_REQUEST_CODE = 80877103;
+const CANCEL_REQUEST_CODE = 80877102;
 const READ_SIZE = 256 * 1024;
 const MAX_FRAME = 1024 * 1024 * 1024;
 
@@ -108,6 +109,13 @@ export interface QueryResult {
   command: string;
 }
 
+/** One simple query of a pipeline; a `COPY … FROM STDIN` carries its data. */
+export interface PipelineStep {
+  sql: string;
+  /** The whole COPY data (text format lines); only for a `COPY … FROM STDIN`. */
+  copyData?: Uint8Array;
+}
+
 /** What a COPY moved. */
 export interface CopyCount {
   /** Rows, from the CommandComplete tag. */
@@ -146,18 +154,17 @@ export class CopyConnection implements AsyncDisposable {
   #end = 0;
   #state: State = "idle";
   #failure: unknown;
+  #params: ConnectionParams;
   #describe: string;
+  /** The backend's cancel key (BackendKeyData). */
+  #secret = 0;
 
-  private constructor(
-    conn: Deno.Conn,
-    serverParameters: Map<string, string>,
-    processId: number,
-    describe: string,
-  ) {
+  private constructor(conn: Deno.Conn, params: ConnectionParams) {
     this.#conn = conn;
-    this.serverParameters = serverParameters;
-    this.processId = processId;
-    this.#describe = describe;
+    this.serverParameters = new Map();
+    this.processId = 0;
+    this.#params = params;
+    this.#describe = describeServer(params);
   }
 
   /** Connects and authenticates. */
@@ -175,7 +182,7 @@ export class CopyConnection implements AsyncDisposable {
     timeout?.addEventListener("abort", onAbort, { once: true });
     try {
       conn = await openSocket(params, timeout, context);
-      const connection = new CopyConnection(conn, new Map(), 0, where);
+      const connection = new CopyConnection(conn, params);
       const processId = await connection.#startup(params, options.parameters ?? {}, context);
       (connection as { processId: number }).processId = processId;
       return connection;
@@ -334,6 +341,54 @@ export class CopyConnection implements AsyncDisposable {
     this.#state = "idle";
     if (error !== undefined) throw error;
     return { rows, bytes };
+  }
+
+  /**
+   * Sends simple queries back to back, each COPY's data right after its query,
+   * then reads every answer: one round trip for all of them. A COPY that fails
+   * before it reads its data leaves the server skipping that data (as the
+   * protocol has it), so a failure never desynchronises the stream. Throws the
+   * first error once every query has answered.
+   */
+  async pipeline(steps: readonly PipelineStep[]): Promise<void> {
+    this.#enter("idle", "busy");
+    for (const step of steps) {
+      await this.#write(frame(QUERY, step.sql));
+      if (step.copyData !== undefined) {
+        await this.#write(frame(COPY_DATA, step.copyData));
+        await this.#write(frame(COPY_DONE));
+      }
+    }
+    let error: PgError | undefined;
+    for (const step of steps) {
+      for (;;) {
+        const { type, body } = await this.#next();
+        if (type === READY_FOR_QUERY) break;
+        if (type === ERROR_RESPONSE) error ??= new PgError(parseErrorFields(body));
+        else if (type === COPY_IN_RESPONSE && step.copyData === undefined) {
+          // Its data would be the queries that follow: nothing sane is left.
+          throw this.#unexpected(type, "a pipeline without COPY data");
+        } else if (type === COPY_BOTH_RESPONSE) throw this.#unexpected(type, "a pipeline");
+      }
+    }
+    this.#state = "idle";
+    if (error !== undefined) throw error;
+  }
+
+  /**
+   * Asks the server to cancel what this connection runs now (a CancelRequest
+   * on a connection of its own); the command then fails with 57014.
+   */
+  async cancel(): Promise<void> {
+    const conn = await openSocket(this.#params, undefined, `Cannot cancel on ${this.#describe}`);
+    try {
+      await writeAll(conn, frame(undefined, CANCEL_REQUEST_CODE, this.processId, this.#secret));
+      await conn.read(new Uint8Array(1)); // the server closes it when done
+    } finally {
+      try {
+        conn.close();
+      } catch { /* closed by the server */ }
+    }
   }
 
   /** Runs `COPY … FROM STDIN` and waits for the server to accept data. */
@@ -498,6 +553,7 @@ export class CopyConnection implements AsyncDisposable {
         }
         case BACKEND_KEY_DATA:
           processId = view.getInt32(0);
+          this.#secret = view.getInt32(4);
           break;
         case NEGOTIATE_PROTOCOL_VERSION:
           break;
