@@ -284,13 +284,13 @@ function decodeRow(text: string): Insert | Update | Delete {
   let at = 5;
   let tuple: Tuple | undefined;
   if (hasNew) {
-    tuple = { columns: columnsFrom(text.slice(newAt + 1, oldAt), text), values: [] };
+    tuple = { columns: columnsFrom(text, newAt + 1, oldAt), values: [] };
     at = decodeTuple(fields, at, newKinds, tuple.values as Value[], invalid);
   }
   const oldKind = fields[at];
   let old: OldTuple | null = null;
   if (oldKind === "key" || oldKind === "row") {
-    old = { kind: oldKind, columns: columnsFrom(text.slice(oldAt + 1), text), values: [] };
+    old = { kind: oldKind, columns: columnsFrom(text, oldAt + 1, text.length), values: [] };
     at = decodeTuple(fields, at + 2, fields[at + 1] ?? "", old.values as Value[], invalid);
   } else if (oldKind !== "") throw invalid();
   else at++;
@@ -350,7 +350,15 @@ function columnsJson(columns: readonly Column[]): string {
 const decodedColumns = new Map<string, readonly Column[]>();
 const DECODED_COLUMNS_MAX = 10_000;
 
-function columnsFrom(json: string, text: string): readonly Column[] {
+/** The last column array read back, and its JSON: most rows follow one of the same shape. */
+// (JSON never holds a raw NUL: the first lookup never matches.)
+let lastColumns: { json: string; columns: readonly Column[] } = { json: "\0", columns: [] };
+
+/** The column array whose JSON is `text` from `start` to `end`. */
+function columnsFrom(text: string, start: number, end: number): readonly Column[] {
+  const last = lastColumns;
+  if (last.json.length === end - start && text.startsWith(last.json, start)) return last.columns;
+  const json = text.slice(start, end);
   let columns = decodedColumns.get(json);
   if (columns === undefined) {
     columns = parseJson(json, text) as Column[];
@@ -360,6 +368,7 @@ function columnsFrom(json: string, text: string): readonly Column[] {
     if (decodedColumns.size >= DECODED_COLUMNS_MAX) decodedColumns.clear();
     decodedColumns.set(json, columns);
   }
+  lastColumns = { json, columns };
   return columns;
 }
 

@@ -571,7 +571,14 @@ class RowTallies {
     this.#counters = counters;
   }
 
+  /** The last table asked for, and its tallies. */
+  #last: { name: TableName; tallies: Record<Operation, Tally> } | undefined;
+
   of(name: TableName, operation: Operation): Tally {
+    const last = this.#last;
+    if (last !== undefined && last.name.table === name.table && last.name.schema === name.schema) {
+      return last.tallies[operation];
+    }
     const table = `${name.schema}.${name.table}`;
     let tallies = this.#tallies.get(table);
     if (tallies === undefined) {
@@ -585,6 +592,7 @@ class RowTallies {
       };
       this.#tallies.set(table, tallies);
     }
+    this.#last = { name, tallies };
     return tallies[operation];
   }
 }

@@ -43,9 +43,16 @@ export class TargetTables {
     this.#query = query;
   }
 
+  /** The last table asked for: runs of changes to one table skip the lookup. */
+  #last: TargetTable | undefined;
+
   /** The cached entry, or undefined: then `load` it first. */
   cached(name: TableName): TargetTable | undefined {
-    return this.#cache.get(`${name.schema}.${name.table}`);
+    const last = this.#last;
+    if (last !== undefined && last.table === name.table && last.schema === name.schema) return last;
+    const hit = this.#cache.get(`${name.schema}.${name.table}`);
+    if (hit !== undefined) this.#last = hit;
+    return hit;
   }
 
   async load(name: TableName): Promise<TargetTable> {
