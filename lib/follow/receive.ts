@@ -142,6 +142,8 @@ export async function runReceive(options: ReceiveOptions): Promise<ReceiveEnd> {
         if (sentinel.endpos !== 0n && message.walEnd >= sentinel.endpos) stopping = "endpos";
       }
       if (stopping) break;
+      // About to wait for the network: let apply see what is spooled now.
+      if (!stream.buffered) spool.flush();
     }
     signal?.removeEventListener("abort", onAbort);
     clearInterval(timer);

@@ -588,6 +588,12 @@ class FrameReader {
     this.#conn = conn;
   }
 
+  /** A complete frame is in the buffer: the next `tryNext` needs no socket read. */
+  get buffered(): boolean {
+    const available = this.#end - this.#start;
+    return available >= 5 && available >= 1 + this.#view.getUint32(this.#start + 1);
+  }
+
   /** Takes the next complete frame from the buffer, without reading the socket. */
   tryNext(): boolean {
     const available = this.#end - this.#start;
@@ -969,6 +975,11 @@ export class ReplicationConnection implements AsyncDisposable {
 
   // --- for ReplicationStream -------------------------------------------------
 
+  /** @internal A whole message is buffered: the stream's next one comes without waiting. */
+  get buffered(): boolean {
+    return this.#reader.buffered;
+  }
+
   /**
    * @internal Next message of the stream, or undefined once streaming has ended
    * (the server's CopyDone, our `stop()`, or our `close()`).
@@ -1258,6 +1269,15 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationMessa
       return { done: true, value: undefined };
     }
     return { done: false, value: message };
+  }
+
+  /**
+   * The next message is already received (the next `next()` does not wait on
+   * the network): a consumer can hold back work that batching makes cheaper
+   * until this is false.
+   */
+  get buffered(): boolean {
+    return this.#connection.buffered;
   }
 
   /** Called when a `for await` loop exits early: the stream stays open. */
