@@ -275,9 +275,10 @@ const PG_EPOCH_UNIX_SECONDS = 946_684_800;
 /**
  * The open target transaction: statements go out as multi-statement simple
  * queries, and merged inserts as COPY, in pipelines of up to `batchBytes` (one
- * round trip each, the next one built while the last is on the wire). Several small source transactions share one
- * target transaction; its COMMIT carries the origin progress of the last one,
- * so progress still moves atomically with the data. Rows and transactions are
+ * round trip each, the next one built while the last is on the wire). Several
+ * small source transactions share one target transaction; its COMMIT carries
+ * the origin progress of the last one, so progress still moves atomically with
+ * the data. Rows and transactions are
  * counted when the server has committed them.
  */
 class TargetBatch {
