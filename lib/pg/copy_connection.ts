@@ -2,7 +2,9 @@
  * A plain SQL connection that moves COPY data as raw bytes: a minimal
  * PostgreSQL v3 frontend over `Deno.connect` (trust / cleartext / md5 /
  * SCRAM-SHA-256, optional TLS), simple queries, `COPY … TO STDOUT` and
- * `COPY … FROM STDIN`.
+ * `COPY … FROM STDIN`, and pipelines of simple queries with COPY data (apply's
+ * target session: postgres.js's COPY-in loses an error that comes after the
+ * data, and cannot share a round trip with other statements).
  *
  * Why not postgres.js here: its COPY streams hand out one Buffer per row and
  * frame every written chunk again, which is per-row JavaScript work on the hot
@@ -15,7 +17,7 @@
  *
  * Frames (all integers big-endian): `type:u8 length:u32 body`, where `length`
  * counts itself but not `type`; the startup and SSL request have no type byte.
- * Ordinary SQL elsewhere uses postgres.js (`connect.ts`); the replication
+ * Other ordinary SQL uses postgres.js (`connect.ts`); the replication
  * protocol is in `replication.ts`.
  */
 import {
