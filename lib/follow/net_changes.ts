@@ -52,6 +52,8 @@ const BYTES_PER_STATEMENT = 256 * 1024;
 interface Shape {
   names: string[];
   indexes: number[];
+  /** Every column of the row, in order: `indexes` is 0, 1, … */
+  whole: boolean;
   rows: (string | null)[][];
 }
 
@@ -61,6 +63,9 @@ class TableChanges {
   readonly entries = new Map<string, Entry>();
   /** Where the key columns are in a tuple of each column array (null: not all there). */
   readonly #keyIndexes = new WeakMap<readonly Column[], number[] | null>();
+  /** The column array of the last change, and its key indexes: most runs share one. */
+  #lastColumns: readonly Column[] | undefined;
+  #lastKeyIndexes: number[] | null = null;
   /** Key for the next INSERT into a table without a key (they only accumulate). */
   #serial = 0;
 
@@ -125,7 +130,9 @@ class TableChanges {
 
   /** The values of the key columns, joined; undefined when one is missing, NULL or unchanged TOAST. */
   #keyIn(tuple: Tuple): string | undefined {
-    let indexes = this.#keyIndexes.get(tuple.columns);
+    let indexes = tuple.columns === this.#lastColumns
+      ? this.#lastKeyIndexes
+      : this.#keyIndexes.get(tuple.columns);
     if (indexes === undefined) {
       const found = this.target.keyColumns.map((name) =>
         tuple.columns.findIndex((c) => c.name === name)
@@ -133,6 +140,8 @@ class TableChanges {
       indexes = found.includes(-1) ? null : found;
       this.#keyIndexes.set(tuple.columns, indexes);
     }
+    this.#lastColumns = tuple.columns;
+    this.#lastKeyIndexes = indexes;
     if (indexes === null) return undefined;
     let key = "";
     for (let k = 0; k < indexes.length; k++) {
@@ -148,48 +157,40 @@ class TableChanges {
     const target = this.target;
     const table = qualifiedName(target.schema, target.table);
     const keys = target.keyColumns;
-    const types = keys.map((name) => typeOf(target, name));
-    yield* chunked(
-      [...this.entries].filter(([, e]) => e.deleted).map(([key]) => key.split(KEY_SEPARATOR)),
-      (rows) =>
-        `delete from ${table} as t_ using (values ${typedRows(rows, types)}) as v_(${
-          keys.map(quoteIdent).join(", ")
-        }) where ${matchKey(keys)}`,
-    );
+    const deleted: string[][] = [];
+    /** Updates by column array and the unchanged TOAST they leave out. */
     const updates = new Map<string, Shape>();
-    const inserts = new Map<string, Shape>();
+    const inserts = new Map<readonly Column[], Shape>();
     const shapeIds = new Map<readonly Column[], number>();
     for (const [key, entry] of this.entries) {
+      if (entry.deleted) deleted.push(key.split(KEY_SEPARATOR));
       const row = entry.row;
       if (row === undefined) continue;
+      if (entry.inserted) {
+        let shape = inserts.get(row.columns);
+        if (shape === undefined) inserts.set(row.columns, shape = this.#shape(row, false));
+        shape.rows.push(shapeValues(shape, row));
+        continue;
+      }
       let id = shapeIds.get(row.columns);
       if (id === undefined) shapeIds.set(row.columns, id = shapeIds.size);
       // Unchanged TOAST in an UPDATE: that column is left out of its statement.
       let name = `${id}`;
-      if (!entry.inserted) {
-        for (let i = 0; i < row.values.length; i++) {
-          if (isUnchangedToast(row.values[i] as Value)) name += `,${i}`;
-        }
+      for (let i = 0; i < row.values.length; i++) {
+        if (isUnchangedToast(row.values[i] as Value)) name += `,${i}`;
       }
-      const shapes = entry.inserted ? inserts : updates;
-      let shape = shapes.get(name);
-      if (shape === undefined) {
-        const indexes: number[] = [];
-        row.columns.forEach((column, i) => {
-          if (target.generated.has(column.name)) return;
-          if (
-            !entry.inserted &&
-            (isUnchangedToast(row.values[i] as Value) || keys.includes(column.name) ||
-              target.alwaysIdentity.has(column.name))
-          ) return;
-          indexes.push(i);
-        });
-        shape = { names: indexes.map((i) => row.columns[i]!.name), indexes, rows: [] };
-        shapes.set(name, shape);
-      }
-      const values = shape.indexes.map((i) => row.values[i] as string | null);
-      shape.rows.push(entry.inserted ? values : [...key.split(KEY_SEPARATOR), ...values]);
+      let shape = updates.get(name);
+      if (shape === undefined) updates.set(name, shape = this.#shape(row, true));
+      shape.rows.push([...key.split(KEY_SEPARATOR), ...shapeValues(shape, row)]);
     }
+    const keyTypes = keys.map((name) => typeOf(target, name));
+    yield* chunked(
+      deleted,
+      (rows) =>
+        `delete from ${table} as t_ using (values ${typedRows(rows, keyTypes)}) as v_(${
+          keys.map(quoteIdent).join(", ")
+        }) where ${matchKey(keys)}`,
+    );
     for (const { names, rows } of updates.values()) {
       if (names.length === 0) continue; // only unchanged or key columns: nothing to set
       const named = [...keys, ...names];
@@ -212,6 +213,32 @@ class TableChanges {
       yield* chunked(rows, (rows) => ({ copy, data: copyLines(rows) }));
     }
   }
+
+  /**
+   * The columns a row of this shape writes: not generated; for an UPDATE, not
+   * the key, an always-identity column, or unchanged TOAST.
+   */
+  #shape(row: Tuple, update: boolean): Shape {
+    const target = this.target;
+    const indexes: number[] = [];
+    row.columns.forEach((column, i) => {
+      if (target.generated.has(column.name)) return;
+      if (
+        update &&
+        (isUnchangedToast(row.values[i] as Value) || target.keyColumns.includes(column.name) ||
+          target.alwaysIdentity.has(column.name))
+      ) return;
+      indexes.push(i);
+    });
+    const names = indexes.map((i) => row.columns[i]!.name);
+    return { names, indexes, whole: indexes.length === row.values.length, rows: [] };
+  }
+}
+
+/** The values of `row` that its shape writes (the row's own array when it writes all). */
+function shapeValues(shape: Shape, row: Tuple): (string | null)[] {
+  const values = row.values as (string | null)[];
+  return shape.whole ? values : shape.indexes.map((i) => values[i]!);
 }
 
 /** `row` with the values `next` sets (all but unchanged TOAST); both of one column array. */
@@ -260,7 +287,9 @@ export class NetChanges {
     if (table === undefined) this.#tables.set(target, table = new TableChanges(target));
     if (!table.add(change)) return false;
     this.#rows++;
-    for (const value of (change.tag === "Delete" ? change.old : change.new)?.values ?? []) {
+    const values = (change.tag === "Delete" ? change.old : change.new)?.values ?? [];
+    for (let i = 0; i < values.length; i++) {
+      const value = values[i];
       if (typeof value === "string") this.#bytes += value.length;
     }
     return true;
