@@ -19,6 +19,7 @@
  * needs help only for the bigints: see `encodeChange` / `decodeChange`.
  */
 import type { Lsn } from "../lsn.ts";
+import { decodeUtf8 } from "./utf8.ts";
 
 /**
  * A commit time: microseconds since 2000-01-01 00:00:00 UTC, PostgreSQL's own
@@ -258,6 +259,154 @@ function encodeTuple(values: readonly Value[]): string {
     }
   }
   return `\0${kinds}${fields}`;
+}
+
+/**
+ * A tuple whose text values are still UTF-8 bytes of the message they came in
+ * (pgoutput, already checked to be valid UTF-8): receive writes them to the
+ * spool as they are (`encodeRawRowInto`); `values` decodes them only when
+ * something asks.
+ */
+export class RawTuple implements Tuple {
+  readonly columns: readonly Column[];
+  /** One letter per value, as in the row format: t text, n NULL, u unchanged TOAST. */
+  readonly kinds: string;
+  readonly bytes: Uint8Array;
+  /** Start and end in `bytes` of each value (unused for n and u). */
+  readonly bounds: number[];
+  #values: Value[] | undefined;
+
+  constructor(columns: readonly Column[], kinds: string, bytes: Uint8Array, bounds: number[]) {
+    this.columns = columns;
+    this.kinds = kinds;
+    this.bytes = bytes;
+    this.bounds = bounds;
+  }
+
+  get values(): readonly Value[] {
+    if (this.#values === undefined) {
+      const values: Value[] = new Array(this.kinds.length);
+      for (let i = 0; i < values.length; i++) {
+        const kind = this.kinds.charCodeAt(i);
+        values[i] = kind === 116 // t
+          ? decodeUtf8(this.bytes.subarray(this.bounds[2 * i], this.bounds[2 * i + 1]))
+          : kind === 110 // n
+          ? null
+          : UNCHANGED_TOAST;
+      }
+      this.#values = values;
+    }
+    return this.#values;
+  }
+}
+
+/** The old row of an UPDATE or DELETE, as a RawTuple. */
+export class RawOldTuple extends RawTuple implements OldTuple {
+  readonly kind: "key" | "row";
+
+  constructor(
+    kind: "key" | "row",
+    columns: readonly Column[],
+    kinds: string,
+    bytes: Uint8Array,
+    bounds: number[],
+  ) {
+    super(columns, kinds, bytes, bounds);
+    this.kind = kind;
+  }
+}
+
+const utf8Encoder = new TextEncoder();
+/** `␀schema␀table` of each table name, and the column JSON of each column array, as UTF-8. */
+const rawNames = new WeakMap<TableName, Uint8Array>();
+const rawColumns = new WeakMap<readonly Column[], Uint8Array>();
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * Writes the UTF-8 of `encodeChange(change)` into `out` at `at`, straight from
+ * the bytes of its RawTuples. Returns the bytes written, 0 when they might not
+ * fit, or -1 when the change is not a row change of RawTuples (encode its text
+ * then).
+ */
+export function encodeRawRowInto(out: Uint8Array, at: number, change: Change): number {
+  if (change.tag !== "Insert" && change.tag !== "Update" && change.tag !== "Delete") return -1;
+  const tuple = change.tag === "Delete" ? undefined : change.new;
+  const old = change.tag === "Insert" ? null : change.old;
+  if (tuple !== undefined && !(tuple instanceof RawTuple)) return -1;
+  if (old !== null && !(old instanceof RawOldTuple)) return -1;
+  const lsn = `${change.lsn}`;
+  let names = rawNames.get(change.relation);
+  if (names === undefined) {
+    names = utf8Encoder.encode(`\0${change.relation.schema}\0${change.relation.table}`);
+    rawNames.set(change.relation, names);
+  }
+  const newColumns = tuple === undefined ? NO_BYTES : rawColumnsJson(tuple.columns);
+  const oldColumns = old === null ? NO_BYTES : rawColumnsJson(old.columns);
+  const size = 2 + lsn.length + names.length + (tuple === undefined ? 2 : rawTupleSize(tuple)) +
+    (old === null ? 1 : 1 + old.kind.length + rawTupleSize(old)) + 2 + newColumns.length +
+    oldColumns.length;
+  if (at + size > out.length) return 0;
+  let p = at;
+  out[p++] = change.tag.charCodeAt(0);
+  out[p++] = 0;
+  p = writeAscii(out, p, lsn);
+  out.set(names, p);
+  p += names.length;
+  if (tuple === undefined) {
+    out[p++] = 0;
+    out[p++] = 45; // -
+  } else p = writeRawTuple(out, p, tuple);
+  out[p++] = 0;
+  if (old !== null) p = writeRawTuple(out, writeAscii(out, p, old.kind), old);
+  out[p++] = 1;
+  out.set(newColumns, p);
+  p += newColumns.length;
+  out[p++] = 1;
+  out.set(oldColumns, p);
+  return p + oldColumns.length - at;
+}
+
+function rawColumnsJson(columns: readonly Column[]): Uint8Array {
+  let json = rawColumns.get(columns);
+  if (json === undefined) {
+    json = utf8Encoder.encode(columnsJson(columns));
+    rawColumns.set(columns, json);
+  }
+  return json;
+}
+
+/** Bytes of `␀ kinds (␀ value)*`. */
+function rawTupleSize(tuple: RawTuple): number {
+  let size = 1 + 2 * tuple.kinds.length;
+  for (let i = 0; i < tuple.kinds.length; i++) {
+    if (tuple.kinds.charCodeAt(i) === 116) size += tuple.bounds[2 * i + 1]! - tuple.bounds[2 * i]!;
+  }
+  return size;
+}
+
+function writeRawTuple(out: Uint8Array, at: number, tuple: RawTuple): number {
+  let p = at;
+  out[p++] = 0;
+  p = writeAscii(out, p, tuple.kinds);
+  const { bytes, bounds } = tuple;
+  for (let i = 0; i < tuple.kinds.length; i++) {
+    out[p++] = 0;
+    if (tuple.kinds.charCodeAt(i) !== 116) continue;
+    const start = bounds[2 * i]!;
+    const end = bounds[2 * i + 1]!;
+    if (end - start > 32) {
+      out.set(bytes.subarray(start, end), p);
+      p += end - start;
+    } else {
+      for (let j = start; j < end; j++) out[p++] = bytes[j]!;
+    }
+  }
+  return p;
+}
+
+function writeAscii(out: Uint8Array, at: number, text: string): number {
+  for (let i = 0; i < text.length; i++) out[at + i] = text.charCodeAt(i);
+  return at + text.length;
 }
 
 const ROW_TAGS: Readonly<Record<string, "Insert" | "Update" | "Delete">> = {

@@ -30,6 +30,8 @@ import {
   type ChangeDecoder,
   type Column,
   type OldTuple,
+  RawOldTuple,
+  RawTuple,
   type Relation,
   type RelationColumn,
   type TableName,
@@ -39,7 +41,7 @@ import {
 } from "./change.ts";
 import { oldKeyRepeatsNew } from "./old_key.ts";
 import type { PluginOptions } from "./plugin_options.ts";
-import { decodeUtf8 } from "./utf8.ts";
+import { checkUtf8, decodeUtf8 } from "./utf8.ts";
 
 /**
  * The options pgoutput needs: protocol version 1 and the publications, written
@@ -80,10 +82,20 @@ function invalid(detail: string): SyntaxError {
 export class PgoutputDecoder implements ChangeDecoder {
   readonly #relations = new Map<number, RelationState>();
   readonly #typeNames = new Map<number, string>();
+  /** Tuples stay bytes (RawTuple): for receive, which writes them to the spool as they are. */
+  readonly #raw: boolean;
   // Read position inside the message being decoded.
   #bytes: Uint8Array = EMPTY_BYTES;
   #view: DataView = EMPTY_VIEW;
   #pos = 0;
+
+  /**
+   * `raw`: row changes carry RawTuples (values decoded only when read), whose
+   * bytes belong to the message: use the change before the buffer is reused.
+   */
+  constructor(options: { raw?: boolean } = {}) {
+    this.#raw = options.raw ?? false;
+  }
 
   /** The Relation last received for `relid`. */
   relation(relid: number): Relation | undefined {
@@ -299,15 +311,63 @@ export class PgoutputDecoder implements ChangeDecoder {
     return values;
   }
 
+  /** Reads TupleData as RawTuple parts: kinds and value bounds (text checked to be UTF-8). */
+  #rawValues(state: RelationState): { kinds: string; bounds: number[] } {
+    const ncols = this.#u16();
+    if (ncols !== state.columns.length) {
+      throw invalid(
+        `tuple of "${state.name.schema}"."${state.name.table}" has ${ncols} columns, its Relation ${state.columns.length}`,
+      );
+    }
+    const bytes = this.#bytes;
+    const bounds: number[] = new Array(2 * ncols);
+    let kinds = "";
+    for (let i = 0; i < ncols; i++) {
+      const kind = this.#u8();
+      if (kind === 0x74) { // 't'
+        const len = this.#u32();
+        const start = this.#pos;
+        const end = start + len;
+        if (end > bytes.length) throw new RangeError("value past end");
+        checkUtf8(bytes.subarray(start, end));
+        bounds[2 * i] = start;
+        bounds[2 * i + 1] = end;
+        this.#pos = end;
+        kinds += "t";
+      } else if (kind === 0x6e || kind === 0x75) { // 'n', 'u'
+        bounds[2 * i] = bounds[2 * i + 1] = 0;
+        kinds += kind === 0x6e ? "n" : "u";
+      } else {
+        throw invalid(`unsupported tuple value kind "${String.fromCharCode(kind)}"`);
+      }
+    }
+    return { kinds, bounds };
+  }
+
   #newTuple(state: RelationState): Tuple {
     const marker = this.#u8();
     if (marker !== 0x4e) {
       throw invalid(`expected "N" before the new tuple, got "${String.fromCharCode(marker)}"`);
     }
+    if (this.#raw) {
+      const { kinds, bounds } = this.#rawValues(state);
+      return new RawTuple(state.columns, kinds, this.#bytes, bounds);
+    }
     return { columns: state.columns, values: this.#values(state) };
   }
 
   #oldTuple(state: RelationState, marker: number): OldTuple {
+    if (this.#raw) {
+      const { kinds, bounds } = this.#rawValues(state);
+      if (marker === 0x4f) return new RawOldTuple("row", state.columns, kinds, this.#bytes, bounds);
+      let keyKinds = "";
+      const keyBounds: number[] = [];
+      for (const i of state.keyIndexes) {
+        keyKinds += kinds[i];
+        keyBounds.push(bounds[2 * i]!, bounds[2 * i + 1]!);
+      }
+      return new RawOldTuple("key", state.keyColumns, keyKinds, this.#bytes, keyBounds);
+    }
     const values = this.#values(state);
     if (marker === 0x4f) return { kind: "row", columns: state.columns, values }; // 'O'
     const keyValues: Value[] = state.keyIndexes.map((i) => values[i]!);

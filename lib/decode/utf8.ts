@@ -27,3 +27,13 @@ export function decodeUtf8(bytes: Uint8Array): string {
   if (s.includes("\uFFFD")) strict.decode(bytes);
   return s;
 }
+
+/** Throws a `TypeError` when `bytes` is not valid UTF-8 (without making a string of ASCII). */
+export function checkUtf8(bytes: Uint8Array): void {
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i]! >= 0x80) {
+      strict.decode(bytes);
+      return;
+    }
+  }
+}

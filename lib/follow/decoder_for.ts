@@ -22,7 +22,11 @@ export function decoderFor(
 ): { decoder: ChangeDecoder; options: PluginOptions } {
   switch (plugin) {
     case "pgoutput":
-      return { decoder: new PgoutputDecoder(), options: pgoutputOptions([publication]) };
+      // Receive writes each change to the spool at once: its values can stay bytes.
+      return {
+        decoder: new PgoutputDecoder({ raw: true }),
+        options: pgoutputOptions([publication]),
+      };
     case "test_decoding":
       return { decoder: new TestDecodingDecoder(lookup), options: TEST_DECODING_OPTIONS };
     case "wal2json":

@@ -18,7 +18,7 @@
  * end of the file, or whose CRC does not match, is a torn tail.
  */
 import { crc32 } from "node:zlib";
-import { type Change, decodeChange, encodeChange } from "../decode/change.ts";
+import { type Change, decodeChange, encodeChange, encodeRawRowInto } from "../decode/change.ts";
 import type { Lsn } from "../lsn.ts";
 
 export const RecordKind = { Begin: 1, Change: 2, Commit: 3, Keepalive: 4 } as const;
@@ -65,10 +65,14 @@ export function encodeRecordInto(
   lsn: Lsn,
   change: Change,
 ): number {
-  const text = encodeChange(change);
   const payloadAt = at + RECORD_HEADER + BODY_HEADER;
-  if (payloadAt + text.length * 3 > out.length) return 0; // 3 bytes of UTF-8 per UTF-16 unit at most
-  const { written } = utf8.encodeInto(text, out.subarray(payloadAt));
+  let written = encodeRawRowInto(out, payloadAt, change);
+  if (written === 0) return 0;
+  if (written < 0) {
+    const text = encodeChange(change);
+    if (payloadAt + text.length * 3 > out.length) return 0; // 3 bytes of UTF-8 per UTF-16 unit at most
+    written = utf8.encodeInto(text, out.subarray(payloadAt)).written;
+  }
   const length = RECORD_HEADER + BODY_HEADER + written;
   const view = new DataView(out.buffer, out.byteOffset + at, length);
   view.setUint32(0, length - RECORD_HEADER, true);
