@@ -36,8 +36,6 @@ import {
   type RelationColumn,
   type TableName,
   type Tuple,
-  UNCHANGED_TOAST,
-  type Value,
 } from "./change.ts";
 import { oldKeyRepeatsNew } from "./old_key.ts";
 import type { PluginOptions } from "./plugin_options.ts";
@@ -281,38 +279,11 @@ export class PgoutputDecoder implements ChangeDecoder {
     return state;
   }
 
-  /** Reads TupleData into one value per column of `state`. */
-  #values(state: RelationState): Value[] {
-    const ncols = this.#u16();
-    if (ncols !== state.columns.length) {
-      throw invalid(
-        `tuple of "${state.name.schema}"."${state.name.table}" has ${ncols} columns, its Relation ${state.columns.length}`,
-      );
-    }
-    const values: Value[] = new Array(ncols);
-    const bytes = this.#bytes;
-    for (let i = 0; i < ncols; i++) {
-      const kind = this.#u8();
-      if (kind === 0x74) { // 't'
-        const len = this.#u32();
-        const start = this.#pos;
-        const end = start + len;
-        if (end > bytes.length) throw new RangeError("value past end");
-        values[i] = decodeUtf8(bytes.subarray(start, end));
-        this.#pos = end;
-      } else if (kind === 0x6e) { // 'n'
-        values[i] = null;
-      } else if (kind === 0x75) { // 'u'
-        values[i] = UNCHANGED_TOAST;
-      } else {
-        throw invalid(`unsupported tuple value kind "${String.fromCharCode(kind)}"`);
-      }
-    }
-    return values;
-  }
-
-  /** Reads TupleData as RawTuple parts: kinds and value bounds (text checked to be UTF-8). */
-  #rawValues(state: RelationState): { kinds: string; bounds: number[] } {
+  /**
+   * Reads TupleData: one kind letter per column of `state` (t text, n NULL,
+   * u unchanged TOAST) and where each text value is (checked to be UTF-8).
+   */
+  #tupleData(state: RelationState): { kinds: string; bounds: number[] } {
     const ncols = this.#u16();
     if (ncols !== state.columns.length) {
       throw invalid(
@@ -349,29 +320,23 @@ export class PgoutputDecoder implements ChangeDecoder {
     if (marker !== 0x4e) {
       throw invalid(`expected "N" before the new tuple, got "${String.fromCharCode(marker)}"`);
     }
-    if (this.#raw) {
-      const { kinds, bounds } = this.#rawValues(state);
-      return new RawTuple(state.columns, kinds, this.#bytes, bounds);
-    }
-    return { columns: state.columns, values: this.#values(state) };
+    const { kinds, bounds } = this.#tupleData(state);
+    const tuple = new RawTuple(state.columns, kinds, this.#bytes, bounds);
+    return this.#raw ? tuple : { columns: tuple.columns, values: tuple.values };
   }
 
   #oldTuple(state: RelationState, marker: number): OldTuple {
-    if (this.#raw) {
-      const { kinds, bounds } = this.#rawValues(state);
-      if (marker === 0x4f) return new RawOldTuple("row", state.columns, kinds, this.#bytes, bounds);
-      let keyKinds = "";
-      const keyBounds: number[] = [];
-      for (const i of state.keyIndexes) {
-        keyKinds += kinds[i];
-        keyBounds.push(bounds[2 * i]!, bounds[2 * i + 1]!);
-      }
-      return new RawOldTuple("key", state.keyColumns, keyKinds, this.#bytes, keyBounds);
+    let { kinds, bounds } = this.#tupleData(state);
+    let kind: "key" | "row" = "row";
+    let columns = state.columns;
+    if (marker === 0x4b) { // 'K': the key columns (the others are sent as NULL)
+      kind = "key";
+      columns = state.keyColumns;
+      kinds = state.keyIndexes.map((i) => kinds[i]).join("");
+      bounds = state.keyIndexes.flatMap((i) => [bounds[2 * i]!, bounds[2 * i + 1]!]);
     }
-    const values = this.#values(state);
-    if (marker === 0x4f) return { kind: "row", columns: state.columns, values }; // 'O'
-    const keyValues: Value[] = state.keyIndexes.map((i) => values[i]!);
-    return { kind: "key", columns: state.keyColumns, values: keyValues };
+    const tuple = new RawOldTuple(kind, columns, kinds, this.#bytes, bounds);
+    return this.#raw ? tuple : { kind, columns, values: tuple.values };
   }
 
   #insert(lsn: Lsn): Change {
