@@ -6,7 +6,13 @@
  *   deno bench -A bench/spool_bench.ts
  */
 import { type Change, type Column, decodeChange, encodeChange } from "../lib/decode/change.ts";
-import { decodeRecord, encodeRecord, RecordKind } from "../lib/spool/record.ts";
+import {
+  decodeRecord,
+  encodeRecord,
+  encodeShapedRecordInto,
+  RecordKind,
+} from "../lib/spool/record.ts";
+import { encodeShape, Shapes } from "../lib/spool/shaped_row.ts";
 import { NetChanges } from "../lib/follow/net_changes.ts";
 import type { TargetTable } from "../lib/follow/sql.ts";
 
@@ -23,23 +29,36 @@ const update = (aid: number): Change => ({
   old: null,
   new: { columns, values: [String(aid), "1", "-4321", " ".repeat(84)] },
 });
-const change = update(17);
-const record = encodeRecord(RecordKind.Change, change.lsn, change);
+const change = update(17) as Extract<Change, { tag: "Update" }>;
+const shapes = new Shapes();
+shapes.add(encodeShape(0, { relation: change.relation, columns }));
+const buffer = new Uint8Array(1024);
+const record = buffer.subarray(0, encodeShapedRecordInto(buffer, 0, change, 0, -1));
 const json = JSON.stringify({ ...change, lsn: String(change.lsn) });
 
-Deno.bench("encodeChange of a pgbench_accounts UPDATE", { group: "encode", baseline: true }, () => {
-  encodeChange(change);
+Deno.bench("shaped record of a pgbench_accounts UPDATE, CRC included", {
+  group: "encode",
+  baseline: true,
+}, () => {
+  encodeShapedRecordInto(buffer, 0, change, 0, -1);
 });
+Deno.bench(
+  "encodeChange of the same change (self-contained row format)",
+  { group: "encode" },
+  () => {
+    encodeChange(change);
+  },
+);
 Deno.bench("JSON.stringify of the same change (older spools)", { group: "encode" }, () => {
   JSON.stringify({ ...change, lsn: String(change.lsn) });
 });
 Deno.bench("decode a pgbench_accounts UPDATE record", { group: "decode", baseline: true }, () => {
-  decodeRecord(record, 0, record.length);
+  decodeRecord(record, 0, record.length, shapes);
 });
 Deno.bench("decodeChange of the same change as JSON (older spools)", { group: "decode" }, () => {
   decodeChange(json);
 });
-Deno.bench("encode the whole record (TextEncoder.encode, CRC)", () => {
+Deno.bench("encode the whole self-contained record (TextEncoder.encode, CRC)", () => {
   encodeRecord(RecordKind.Change, change.lsn, change);
 });
 

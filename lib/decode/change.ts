@@ -246,7 +246,7 @@ export function encodeChange(change: Change): string {
 }
 
 /** `␀ kinds ␀ value × n` (see `encodeChange`). */
-function encodeTuple(values: readonly Value[]): string {
+export function encodeTuple(values: readonly Value[]): string {
   let kinds = "";
   let fields = "";
   for (const value of values) {
@@ -316,67 +316,8 @@ export class RawOldTuple extends RawTuple implements OldTuple {
   }
 }
 
-const utf8Encoder = new TextEncoder();
-/** `␀schema␀table` of each table name, and the column JSON of each column array, as UTF-8. */
-const rawNames = new WeakMap<TableName, Uint8Array>();
-const rawColumns = new WeakMap<readonly Column[], Uint8Array>();
-const NO_BYTES = new Uint8Array(0);
-
-/**
- * Writes the UTF-8 of `encodeChange(change)` into `out` at `at`, straight from
- * the bytes of its RawTuples. Returns the bytes written, 0 when they might not
- * fit, or -1 when the change is not a row change of RawTuples (encode its text
- * then).
- */
-export function encodeRawRowInto(out: Uint8Array, at: number, change: Change): number {
-  if (change.tag !== "Insert" && change.tag !== "Update" && change.tag !== "Delete") return -1;
-  const tuple = change.tag === "Delete" ? undefined : change.new;
-  const old = change.tag === "Insert" ? null : change.old;
-  if (tuple !== undefined && !(tuple instanceof RawTuple)) return -1;
-  if (old !== null && !(old instanceof RawOldTuple)) return -1;
-  const lsn = `${change.lsn}`;
-  let names = rawNames.get(change.relation);
-  if (names === undefined) {
-    names = utf8Encoder.encode(`\0${change.relation.schema}\0${change.relation.table}`);
-    rawNames.set(change.relation, names);
-  }
-  const newColumns = tuple === undefined ? NO_BYTES : rawColumnsJson(tuple.columns);
-  const oldColumns = old === null ? NO_BYTES : rawColumnsJson(old.columns);
-  const size = 2 + lsn.length + names.length + (tuple === undefined ? 2 : rawTupleSize(tuple)) +
-    (old === null ? 1 : 1 + old.kind.length + rawTupleSize(old)) + 2 + newColumns.length +
-    oldColumns.length;
-  if (at + size > out.length) return 0;
-  let p = at;
-  out[p++] = change.tag.charCodeAt(0);
-  out[p++] = 0;
-  p = writeAscii(out, p, lsn);
-  out.set(names, p);
-  p += names.length;
-  if (tuple === undefined) {
-    out[p++] = 0;
-    out[p++] = 45; // -
-  } else p = writeRawTuple(out, p, tuple);
-  out[p++] = 0;
-  if (old !== null) p = writeRawTuple(out, writeAscii(out, p, old.kind), old);
-  out[p++] = 1;
-  out.set(newColumns, p);
-  p += newColumns.length;
-  out[p++] = 1;
-  out.set(oldColumns, p);
-  return p + oldColumns.length - at;
-}
-
-function rawColumnsJson(columns: readonly Column[]): Uint8Array {
-  let json = rawColumns.get(columns);
-  if (json === undefined) {
-    json = utf8Encoder.encode(columnsJson(columns));
-    rawColumns.set(columns, json);
-  }
-  return json;
-}
-
 /** Bytes of `␀ kinds (␀ value)*`. */
-function rawTupleSize(tuple: RawTuple): number {
+export function rawTupleSize(tuple: RawTuple): number {
   let size = 1 + 2 * tuple.kinds.length;
   for (let i = 0; i < tuple.kinds.length; i++) {
     if (tuple.kinds.charCodeAt(i) === 116) size += tuple.bounds[2 * i + 1]! - tuple.bounds[2 * i]!;
@@ -384,7 +325,7 @@ function rawTupleSize(tuple: RawTuple): number {
   return size;
 }
 
-function writeRawTuple(out: Uint8Array, at: number, tuple: RawTuple): number {
+export function writeRawTuple(out: Uint8Array, at: number, tuple: RawTuple): number {
   let p = at;
   out[p++] = 0;
   p = writeAscii(out, p, tuple.kinds);
@@ -404,7 +345,7 @@ function writeRawTuple(out: Uint8Array, at: number, tuple: RawTuple): number {
   return p;
 }
 
-function writeAscii(out: Uint8Array, at: number, text: string): number {
+export function writeAscii(out: Uint8Array, at: number, text: string): number {
   for (let i = 0; i < text.length; i++) out[at + i] = text.charCodeAt(i);
   return at + text.length;
 }
@@ -459,12 +400,12 @@ function decodeRow(text: string): Insert | Update | Delete {
   return { tag, lsn: position, relation, old };
 }
 
-function invalidRow(text: string): SyntaxError {
+export function invalidRow(text: string): SyntaxError {
   return new SyntaxError(`Invalid encoded change: ${JSON.stringify(text.slice(0, 80))}`);
 }
 
 /** The values of a tuple: `kinds` says what each is, text ones are `fields` from `at`. */
-function decodeTuple(fields: string[], at: number, kinds: string, text: string): Value[] {
+export function decodeTuple(fields: string[], at: number, kinds: string, text: string): Value[] {
   if (at + kinds.length > fields.length) throw invalidRow(text);
   const values: Value[] = new Array(kinds.length);
   for (let i = 0; i < kinds.length; i++) {
@@ -479,7 +420,7 @@ function decodeTuple(fields: string[], at: number, kinds: string, text: string):
 
 const encodedColumns = new WeakMap<readonly Column[], string>();
 
-function columnsJson(columns: readonly Column[]): string {
+export function columnsJson(columns: readonly Column[]): string {
   let json = encodedColumns.get(columns);
   if (json === undefined) {
     json = JSON.stringify(columns);
@@ -493,7 +434,7 @@ const decodedColumns = new Map<string, readonly Column[]>();
 const DECODED_COLUMNS_MAX = 10_000;
 
 /** The column array whose JSON is `text` from `start` to `end`. */
-function columnsFrom(text: string, start: number, end: number): readonly Column[] {
+export function columnsFrom(text: string, start: number, end: number): readonly Column[] {
   // Slicing and hashing measured faster than comparing in place with startsWith.
   const json = text.slice(start, end);
   let columns = decodedColumns.get(json);

@@ -3,7 +3,8 @@
  * hands out records of complete transactions only. A BEGIN whose end LSN has
  * not been patched in yet means "not complete": the reader waits there and
  * reads it again later (the writer may also cut a re-sent transaction back
- * out and write another one in its place).
+ * out and write another one in its place). SHAPE records are read, never
+ * handed out.
  */
 import { formatLsn, type Lsn } from "../lsn.ts";
 import { RecordKind, type SpoolRecord } from "./record.ts";
@@ -71,6 +72,7 @@ export class SpoolReader {
           return undefined;
         }
         this.#file.offset += next.length;
+        if (next.record.kind === RecordKind.Shape) continue; // known to the file from now on
         if (next.record.kind === RecordKind.Begin) this.#lastEnd = next.record.endLsn;
         return next.record;
       }

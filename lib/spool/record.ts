@@ -12,16 +12,21 @@
  *         2 CHANGE     payload = change_text   (Insert, Update, Delete, Truncate)
  *         3 COMMIT     payload = change_text
  *         4 KEEPALIVE  payload = (none)        lsn = a WAL position with nothing pending before it
+ *         5 SHAPE      payload = shape_text    a table and column array that later row changes of the
+ *                                              segment name by number (lib/spool/shaped_row.ts)
  * ```
- * `change_text` is `encodeChange()` of lib/decode/change.ts (UTF-8): JSON for BEGIN, COMMIT and
- * TRUNCATE, NUL-separated fields for a row change. A record whose length runs past the
+ * `change_text` is UTF-8: for BEGIN, COMMIT and TRUNCATE `encodeChange()`'s JSON (lib/decode/
+ * change.ts); for a row change a shaped row (lib/spool/shaped_row.ts), or `encodeChange()`'s
+ * self-contained row format (older spools, and rows larger than the writer's buffer). A record whose length runs past the
  * end of the file, or whose CRC does not match, is a torn tail.
  */
 import { crc32 } from "node:zlib";
-import { type Change, decodeChange, encodeChange, encodeRawRowInto } from "../decode/change.ts";
+import { type Change, decodeChange, encodeChange } from "../decode/change.ts";
+import { decodeShapedRow, encodeShapedRowInto, isShapedRow, type Shapes } from "./shaped_row.ts";
 import type { Lsn } from "../lsn.ts";
+import { decodeUtf8 } from "../decode/utf8.ts";
 
-export const RecordKind = { Begin: 1, Change: 2, Commit: 3, Keepalive: 4 } as const;
+export const RecordKind = { Begin: 1, Change: 2, Commit: 3, Keepalive: 4, Shape: 5 } as const;
 export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
 
 /** Bytes before the body: length and CRC. */
@@ -34,46 +39,77 @@ export const BEGIN_END_LSN_OFFSET = RECORD_HEADER + BODY_HEADER;
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder();
 
-/** One spooled record. */
+/** One spooled record, as the spool reader hands them out. */
 export type SpoolRecord =
   | { kind: typeof RecordKind.Begin; lsn: Lsn; endLsn: Lsn; commitTime: bigint; change: Change }
   | { kind: typeof RecordKind.Change | typeof RecordKind.Commit; lsn: Lsn; change: Change }
   | { kind: typeof RecordKind.Keepalive; lsn: Lsn };
 
-/** Encodes a record with its header. */
-export function encodeRecord(kind: RecordKind, lsn: Lsn, change?: Change): Uint8Array {
-  const json = change === undefined ? new Uint8Array(0) : utf8.encode(encodeChange(change));
+/** One record of a segment file: a SpoolRecord, or a SHAPE (read into the file's `Shapes`). */
+export type FileRecord = SpoolRecord | { kind: typeof RecordKind.Shape; lsn: Lsn };
+
+/** Encodes a record with its header (`text`: the change text, or a SHAPE's). */
+export function encodeRecord(kind: RecordKind, lsn: Lsn, change?: Change | string): Uint8Array {
+  const text = change === undefined
+    ? ""
+    : typeof change === "string"
+    ? change
+    : encodeChange(change);
+  const payload = utf8.encode(text);
   const extra = kind === RecordKind.Begin ? 16 : 0;
-  const out = new Uint8Array(RECORD_HEADER + BODY_HEADER + extra + json.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, out.length - RECORD_HEADER, true);
-  out[RECORD_HEADER] = kind;
-  view.setBigUint64(RECORD_HEADER + 1, lsn, true);
-  out.set(json, RECORD_HEADER + BODY_HEADER + extra);
-  view.setUint32(4, crc32(out.subarray(RECORD_HEADER)), true);
+  const out = new Uint8Array(RECORD_HEADER + BODY_HEADER + extra + payload.length);
+  out.set(payload, RECORD_HEADER + BODY_HEADER + extra);
+  sealRecord(out, 0, kind, lsn, extra + payload.length);
   return out;
 }
 
 /**
- * Encodes a CHANGE or COMMIT record straight into `out` at `at` (no copy of
- * its own); returns its length, or 0 when it might not fit there.
+ * Encodes a CHANGE, COMMIT or SHAPE record of `text` straight into `out` at
+ * `at` (no copy of its own); returns its length, or 0 when it might not fit.
  */
-export function encodeRecordInto(
+export function encodeTextRecordInto(
   out: Uint8Array,
   at: number,
-  kind: typeof RecordKind.Change | typeof RecordKind.Commit,
+  kind: typeof RecordKind.Change | typeof RecordKind.Commit | typeof RecordKind.Shape,
   lsn: Lsn,
-  change: Change,
+  text: string,
 ): number {
   const payloadAt = at + RECORD_HEADER + BODY_HEADER;
-  let written = encodeRawRowInto(out, payloadAt, change);
-  if (written === 0) return 0;
-  if (written < 0) {
-    const text = encodeChange(change);
-    if (payloadAt + text.length * 3 > out.length) return 0; // 3 bytes of UTF-8 per UTF-16 unit at most
-    written = utf8.encodeInto(text, out.subarray(payloadAt)).written;
-  }
-  const length = RECORD_HEADER + BODY_HEADER + written;
+  if (payloadAt + text.length * 3 > out.length) return 0; // 3 bytes of UTF-8 per UTF-16 unit at most
+  return sealRecord(out, at, kind, lsn, utf8.encodeInto(text, out.subarray(payloadAt)).written);
+}
+
+/**
+ * Encodes the CHANGE record of a row change as a shaped row (see
+ * shaped_row.ts) straight into `out` at `at`; returns its length, or 0 when it
+ * might not fit.
+ */
+export function encodeShapedRecordInto(
+  out: Uint8Array,
+  at: number,
+  change: Change & { tag: "Insert" | "Update" | "Delete" },
+  newShape: number,
+  oldShape: number,
+): number {
+  const written = encodeShapedRowInto(
+    out,
+    at + RECORD_HEADER + BODY_HEADER,
+    change,
+    newShape,
+    oldShape,
+  );
+  return written === 0 ? 0 : sealRecord(out, at, RecordKind.Change, change.lsn, written);
+}
+
+/** Writes length, kind, LSN and CRC around a payload already in place; returns the record's length. */
+function sealRecord(
+  out: Uint8Array,
+  at: number,
+  kind: RecordKind,
+  lsn: Lsn,
+  payloadLength: number,
+): number {
+  const length = RECORD_HEADER + BODY_HEADER + payloadLength;
   const view = new DataView(out.buffer, out.byteOffset + at, length);
   view.setUint32(0, length - RECORD_HEADER, true);
   out[at + RECORD_HEADER] = kind;
@@ -124,7 +160,12 @@ export function decodeRecordHeader(bytes: Uint8Array, offset: number): RecordHea
 }
 
 /** Decodes the intact record of `length` bytes at `offset` (see `recordLength`). */
-export function decodeRecord(bytes: Uint8Array, offset: number, length: number): SpoolRecord {
+export function decodeRecord(
+  bytes: Uint8Array,
+  offset: number,
+  length: number,
+  shapes: Shapes,
+): FileRecord {
   const view = new DataView(bytes.buffer, bytes.byteOffset + offset, length);
   const kind = view.getUint8(RECORD_HEADER) as RecordKind;
   const lsn = view.getBigUint64(RECORD_HEADER + 1, true);
@@ -133,21 +174,65 @@ export function decodeRecord(bytes: Uint8Array, offset: number, length: number):
     case RecordKind.Keepalive:
       return { kind, lsn };
     case RecordKind.Begin:
-      return {
+      return new BoundaryRecord(
         kind,
         lsn,
-        endLsn: view.getBigUint64(RECORD_HEADER + BODY_HEADER, true),
-        commitTime: view.getBigInt64(RECORD_HEADER + BODY_HEADER + 8, true),
-        change: decodeChange(utf8Decoder.decode(bytes.subarray(payloadAt + 16, offset + length))),
-      };
-    case RecordKind.Change:
+        view.getBigUint64(RECORD_HEADER + BODY_HEADER, true),
+        view.getBigInt64(RECORD_HEADER + BODY_HEADER + 8, true),
+        bytes.slice(payloadAt + 16, offset + length),
+      ) as SpoolRecord;
     case RecordKind.Commit:
+      return new BoundaryRecord(kind, lsn, 0n, 0n, bytes.slice(payloadAt, offset + length));
+    case RecordKind.Change: {
+      const text = decodeUtf8(bytes.subarray(payloadAt, offset + length));
       return {
         kind,
         lsn,
-        change: decodeChange(utf8Decoder.decode(bytes.subarray(payloadAt, offset + length))),
+        change: isShapedRow(text) ? decodeShapedRow(text, shapes) : decodeChange(text),
       };
+    }
+    case RecordKind.Shape:
+      // Read again when peeked again: the same definition.
+      shapes.add(decodeUtf8(bytes.subarray(payloadAt, offset + length)));
+      return { kind, lsn };
     default:
       throw new RangeError(`Unknown spool record kind ${kind} at offset ${offset}`);
+  }
+}
+
+/**
+ * A BEGIN or COMMIT record. Apply needs only its kind and LSNs (a BEGIN's
+ * end_lsn and commit_time are in the record's header): its change text, one
+ * JSON object per record, is parsed only if read.
+ */
+class BoundaryRecord {
+  readonly kind: typeof RecordKind.Begin | typeof RecordKind.Commit;
+  readonly lsn: Lsn;
+  readonly endLsn: Lsn;
+  readonly commitTime: bigint;
+  /** The change text's UTF-8, a copy: the reader's buffer is reused. */
+  #payload: Uint8Array | undefined;
+  #change: Change | undefined;
+
+  constructor(
+    kind: typeof RecordKind.Begin | typeof RecordKind.Commit,
+    lsn: Lsn,
+    endLsn: Lsn,
+    commitTime: bigint,
+    payload: Uint8Array,
+  ) {
+    this.kind = kind;
+    this.lsn = lsn;
+    this.endLsn = endLsn;
+    this.commitTime = commitTime;
+    this.#payload = payload;
+  }
+
+  get change(): Change {
+    if (this.#change === undefined) {
+      this.#change = decodeChange(utf8Decoder.decode(this.#payload));
+      this.#payload = undefined;
+    }
+    return this.#change;
   }
 }

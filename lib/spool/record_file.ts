@@ -5,10 +5,11 @@
 import {
   decodeRecord,
   decodeRecordHeader,
+  type FileRecord,
   type RecordHeader,
   recordLength,
-  type SpoolRecord,
 } from "./record.ts";
+import { Shapes } from "./shaped_row.ts";
 
 const CHUNK = 1 << 20;
 
@@ -21,6 +22,8 @@ export class RecordFile {
   #bufStart = 0;
   #bufLen = 0;
   offset: number;
+  /** The shapes read so far: the file is read from its start, in order. */
+  readonly #shapes = new Shapes();
 
   constructor(path: string, offset = 0) {
     this.path = path;
@@ -32,10 +35,13 @@ export class RecordFile {
    * The next intact record and its length, or undefined when the bytes at
    * `offset` are not (yet) a complete record. Does not move `offset`.
    */
-  peek(): { record: SpoolRecord; length: number } | undefined {
+  peek(): { record: FileRecord; length: number } | undefined {
     const found = this.#locate();
     if (found === undefined) return undefined;
-    return { record: decodeRecord(this.#buf, found.at, found.length), length: found.length };
+    return {
+      record: decodeRecord(this.#buf, found.at, found.length, this.#shapes),
+      length: found.length,
+    };
   }
 
   /**

@@ -14,9 +14,22 @@
  *   the most that may be reported to the source as flushed.
  */
 import { join } from "node:path";
-import type { Begin, Change, Commit } from "../decode/change.ts";
+import {
+  type Begin,
+  type Change,
+  type Column,
+  type Commit,
+  encodeChange,
+} from "../decode/change.ts";
 import type { Lsn } from "../lsn.ts";
-import { encodeRecord, encodeRecordInto, patchBegin, RecordKind } from "./record.ts";
+import {
+  encodeRecord,
+  encodeShapedRecordInto,
+  encodeTextRecordInto,
+  patchBegin,
+  RecordKind,
+} from "./record.ts";
+import { ShapeNumbers } from "./shaped_row.ts";
 import { RecordFile } from "./record_file.ts";
 import { listSegments, segmentName, spoolDir } from "./segments.ts";
 
@@ -44,6 +57,8 @@ export class SpoolWriter {
   #durable: Lsn = 0n;
   #dirty = false;
   #cutAtOpen = 0;
+  /** Shape numbers defined in the current segment (see shaped_row.ts). */
+  readonly #shapes = new ShapeNumbers();
 
   private constructor(cdcDir: string, options: SpoolWriterOptions) {
     this.cdcDir = cdcDir;
@@ -98,19 +113,57 @@ export class SpoolWriter {
         if (this.#txn === undefined) {
           throw new RangeError(`${change.tag} at ${change.lsn} outside a transaction`);
         }
-        this.#writeChange(RecordKind.Change, change);
+        if (change.tag === "Truncate") {
+          this.#writeText(RecordKind.Change, change.lsn, encodeChange(change));
+        } else this.#writeRow(change);
     }
   }
 
-  /** Encodes a CHANGE or COMMIT record into the buffer, without a copy when it fits. */
-  #writeChange(kind: typeof RecordKind.Change | typeof RecordKind.Commit, change: Change): void {
-    let length = encodeRecordInto(this.#buf, this.#bufLen, kind, change.lsn, change);
+  /** Encodes a CHANGE, COMMIT or SHAPE record of `text` into the buffer (copied when larger). */
+  #writeText(
+    kind: typeof RecordKind.Change | typeof RecordKind.Commit | typeof RecordKind.Shape,
+    lsn: Lsn,
+    text: string,
+  ): void {
+    let length = encodeTextRecordInto(this.#buf, this.#bufLen, kind, lsn, text);
     if (length === 0 && this.#bufLen > 0) {
       this.flush();
-      length = encodeRecordInto(this.#buf, 0, kind, change.lsn, change);
+      length = encodeTextRecordInto(this.#buf, 0, kind, lsn, text);
     }
     if (length > 0) this.#bufLen += length;
-    else this.#write(encodeRecord(kind, change.lsn, change)); // larger than the buffer
+    else this.#write(encodeRecord(kind, lsn, text)); // larger than the buffer
+  }
+
+  /**
+   * Encodes a row change as a shaped row into the buffer, after the SHAPE
+   * records of shapes new to the segment. A row larger than the buffer, or
+   * without any tuple, goes in the self-contained format.
+   */
+  #writeRow(change: Change & { tag: "Insert" | "Update" | "Delete" }): void {
+    const tuple = change.tag === "Delete" ? undefined : change.new;
+    const old = change.tag === "Insert" ? null : change.old;
+    if (tuple === undefined && old === null) {
+      return this.#writeText(RecordKind.Change, change.lsn, encodeChange(change));
+    }
+    const newShape = tuple === undefined ? -1 : this.#shape(change, tuple.columns);
+    const oldShape = old === null ? -1 : this.#shape(change, old.columns);
+    let length = encodeShapedRecordInto(this.#buf, this.#bufLen, change, newShape, oldShape);
+    if (length === 0 && this.#bufLen > 0) {
+      this.flush();
+      length = encodeShapedRecordInto(this.#buf, 0, change, newShape, oldShape);
+    }
+    if (length > 0) this.#bufLen += length;
+    else this.#write(encodeRecord(RecordKind.Change, change.lsn, change));
+  }
+
+  /** The number of a tuple's shape in this segment, defined by a SHAPE record first when new. */
+  #shape(
+    change: Change & { tag: "Insert" | "Update" | "Delete" },
+    columns: readonly Column[],
+  ): number {
+    const { id, define } = this.#shapes.idOf(change.relation, columns);
+    if (define !== undefined) this.#writeText(RecordKind.Shape, change.lsn, define);
+    return id;
   }
 
   /**
@@ -179,12 +232,12 @@ export class SpoolWriter {
     patchBegin(txn.begin, change.endLsn, change.commitTime);
     if (txn.offset >= this.#fileSize) {
       this.#buf.set(txn.begin, txn.offset - this.#fileSize);
-      this.#writeChange(RecordKind.Commit, change);
+      this.#writeText(RecordKind.Commit, change.lsn, encodeChange(change));
     } else {
       // The BEGIN is already in the file (a large transaction): write everything up to
       // and including COMMIT first, so that a reader who sees the patched BEGIN finds
       // every record of the transaction in the file.
-      this.#writeChange(RecordKind.Commit, change);
+      this.#writeText(RecordKind.Commit, change.lsn, encodeChange(change));
       this.flush();
       this.#file.seekSync(txn.offset, Deno.SeekMode.Start);
       writeAll(this.#file, txn.begin);
@@ -207,6 +260,7 @@ export class SpoolWriter {
   }
 
   #cutBackTo(offset: number): void {
+    this.#shapes.reset(); // some SHAPE records may be gone with what is cut
     if (offset >= this.#fileSize) {
       this.#bufLen = offset - this.#fileSize;
     } else {
@@ -224,6 +278,7 @@ export class SpoolWriter {
   }
 
   #openSegment(path: string): void {
+    this.#shapes.reset();
     this.#file = Deno.openSync(path, { read: true, write: true, create: true });
     this.#segmentPath = path;
     this.#fileSize = this.#file.seekSync(0, Deno.SeekMode.End);
