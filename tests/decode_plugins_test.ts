@@ -220,7 +220,7 @@ Deno.test("pgoutput row changes kept as bytes (receive's raw decoding) spool to 
       expected.subarray(0, expectedLength),
       `${text.tag} at ${message.lsn}`,
     );
-    const back = decodeShapedRow(new TextDecoder().decode(out.subarray(0, length)), shapes);
+    const back = decodeShapedRow(out.slice(0, length), text.lsn, shapes);
     assertEquals(plainRow(back), plainRow(plainTuples(bytes)));
     assertEquals(plainRow(back), plainRow(text));
     rows++;

@@ -261,6 +261,9 @@ export function encodeTuple(values: readonly Value[]): string {
   return `\0${kinds}${fields}`;
 }
 
+/** Values up to this many bytes are read in JavaScript when they are ASCII. */
+const SHORT_ASCII = 24;
+
 /**
  * A tuple whose text values are still UTF-8 bytes of the message they came in
  * (pgoutput, already checked to be valid UTF-8): receive writes them to the
@@ -286,17 +289,33 @@ export class RawTuple implements Tuple {
   get values(): readonly Value[] {
     if (this.#values === undefined) {
       const values: Value[] = new Array(this.kinds.length);
-      for (let i = 0; i < values.length; i++) {
-        const kind = this.kinds.charCodeAt(i);
-        values[i] = kind === 116 // t
-          ? decodeUtf8(this.bytes.subarray(this.bounds[2 * i], this.bounds[2 * i + 1]))
-          : kind === 110 // n
-          ? null
-          : UNCHANGED_TOAST;
-      }
+      for (let i = 0; i < values.length; i++) values[i] = this.#decode(i);
       this.#values = values;
     }
     return this.#values;
+  }
+
+  /** Value `i` alone (a key column, say), without decoding the others. */
+  value(i: number): Value {
+    return this.#values === undefined ? this.#decode(i) : this.#values[i]!;
+  }
+
+  #decode(i: number): Value {
+    const kind = this.kinds.charCodeAt(i);
+    if (kind !== 116) return kind === 110 ? null : UNCHANGED_TOAST; // n, else u
+    const start = this.bounds[2 * i]!;
+    const end = this.bounds[2 * i + 1]!;
+    if (end - start <= SHORT_ASCII) {
+      // Keys and numbers: a few ASCII bytes, cheaper to read here than through a view.
+      let text = "";
+      for (let j = start; j < end; j++) {
+        const byte = this.bytes[j]!;
+        if (byte >= 0x80) return decodeUtf8(this.bytes.subarray(start, end));
+        text += String.fromCharCode(byte);
+      }
+      return text;
+    }
+    return decodeUtf8(this.bytes.subarray(start, end));
   }
 }
 

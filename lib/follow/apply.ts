@@ -267,8 +267,6 @@ interface Group {
   began: number;
 }
 
-const encoder = new TextEncoder();
-
 /** PostgreSQL's epoch, 2000-01-01 00:00 UTC, in Unix seconds. */
 const PG_EPOCH_UNIX_SECONDS = 946_684_800;
 
@@ -393,9 +391,8 @@ class TargetBatch {
   /** Adds a COPY with its rows, after the statements before it. */
   #copy(rows: CopyRows): void {
     this.#endText();
-    const copyData = encoder.encode(rows.data);
-    this.#steps.push({ sql: rows.copy, copyData });
-    this.#stepBytes += copyData.length;
+    this.#steps.push({ sql: rows.copy, copyData: rows.data });
+    this.#stepBytes += rows.data.length;
   }
 
   /** Closes the statements so far into one query of the pipeline. */

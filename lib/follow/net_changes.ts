@@ -20,14 +20,14 @@
  * caller writes out what is held for that table, then that change on its own.
  */
 import type { Column, Delete, Insert, Tuple, Update, Value } from "../decode/change.ts";
-import { isUnchangedToast } from "../decode/change.ts";
+import { isUnchangedToast, RawTuple } from "../decode/change.ts";
 import { literal, qualifiedName, quoteIdent } from "../pg/quote.ts";
 import type { TargetTable } from "./sql.ts";
 
-/** Rows to write with `COPY … FROM STDIN`: the statement and its data, in text format. */
+/** Rows to write with `COPY … FROM STDIN`: the statement and its data, in text format (UTF-8). */
 export interface CopyRows {
   copy: string;
-  data: string;
+  data: Uint8Array;
 }
 
 /** What is known of one row of the target after the run. */
@@ -57,10 +57,18 @@ interface Shape {
   rows: (string | null)[][];
 }
 
+/** Inserted rows of one shape; a whole row read from the spool stays its RawTuple (bytes). */
+interface InsertShape extends Omit<Shape, "rows"> {
+  rows: CopyRow[];
+}
+
+type CopyRow = (string | null)[] | RawTuple;
+
 /** The changes held for one table. */
 class TableChanges {
   readonly target: TargetTable;
-  readonly entries = new Map<string, Entry>();
+  /** By key: the key's text, or for a one-column key that is a plain integer, that number. */
+  readonly entries = new Map<Key, Entry>();
   /** Where the key columns are in a tuple of each column array (null: not all there). */
   readonly #keyIndexes = new WeakMap<readonly Column[], number[] | null>();
   /** The column array of the last change, and its key indexes: most runs share one. */
@@ -77,7 +85,7 @@ class TableChanges {
   add(change: Insert | Update | Delete): boolean {
     if (this.target.keyColumns.length === 0) {
       if (change.tag !== "Insert") return false;
-      this.entries.set(`${this.#serial++}`, { deleted: false, inserted: true, row: change.new });
+      this.entries.set(this.#serial++, { deleted: false, inserted: true, row: change.new });
       return true;
     }
     const key = this.#keyOf(change);
@@ -117,8 +125,8 @@ class TableChanges {
     }
   }
 
-  /** The key as one string, or undefined when the change does not carry it or changes it. */
-  #keyOf(change: Insert | Update | Delete): string | undefined {
+  /** The key, or undefined when the change does not carry it or changes it. */
+  #keyOf(change: Insert | Update | Delete): Key | undefined {
     if (change.tag === "Insert") return this.#keyIn(change.new);
     if (change.old === null) {
       return change.tag === "Update" ? this.#keyIn(change.new) : undefined;
@@ -129,7 +137,7 @@ class TableChanges {
   }
 
   /** The values of the key columns, joined; undefined when one is missing, NULL or unchanged TOAST. */
-  #keyIn(tuple: Tuple): string | undefined {
+  #keyIn(tuple: Tuple): Key | undefined {
     let indexes = tuple.columns === this.#lastColumns
       ? this.#lastKeyIndexes
       : this.#keyIndexes.get(tuple.columns);
@@ -143,9 +151,14 @@ class TableChanges {
     this.#lastColumns = tuple.columns;
     this.#lastKeyIndexes = indexes;
     if (indexes === null) return undefined;
+    const raw = tuple instanceof RawTuple ? tuple : undefined;
+    if (indexes.length === 1) {
+      const value = raw === undefined ? tuple.values[indexes[0]!] : raw.value(indexes[0]!);
+      return typeof value === "string" ? keyOfText(value) : undefined;
+    }
     let key = "";
     for (let k = 0; k < indexes.length; k++) {
-      const value = tuple.values[indexes[k]!];
+      const value = raw === undefined ? tuple.values[indexes[k]!] : raw.value(indexes[k]!);
       if (typeof value !== "string") return undefined;
       key += k === 0 ? value : KEY_SEPARATOR + value;
     }
@@ -160,16 +173,18 @@ class TableChanges {
     const deleted: string[][] = [];
     /** Updates by column array and the unchanged TOAST they leave out. */
     const updates = new Map<string, Shape>();
-    const inserts = new Map<readonly Column[], Shape>();
+    const inserts = new Map<readonly Column[], InsertShape>();
     const shapeIds = new Map<readonly Column[], number>();
     for (const [key, entry] of this.entries) {
-      if (entry.deleted) deleted.push(key.split(KEY_SEPARATOR));
+      if (entry.deleted) deleted.push(keyValues(key));
       const row = entry.row;
       if (row === undefined) continue;
       if (entry.inserted) {
         let shape = inserts.get(row.columns);
-        if (shape === undefined) inserts.set(row.columns, shape = this.#shape(row, false));
-        shape.rows.push(shapeValues(shape, row));
+        if (shape === undefined) {
+          inserts.set(row.columns, shape = { ...this.#shape(row, false), rows: [] });
+        }
+        shape.rows.push(shape.whole && row instanceof RawTuple ? row : shapeValues(shape, row));
         continue;
       }
       let id = shapeIds.get(row.columns);
@@ -181,7 +196,7 @@ class TableChanges {
       }
       let shape = updates.get(name);
       if (shape === undefined) updates.set(name, shape = this.#shape(row, true));
-      shape.rows.push([...key.split(KEY_SEPARATOR), ...shapeValues(shape, row)]);
+      shape.rows.push([...keyValues(key), ...shapeValues(shape, row)]);
     }
     const keyTypes = keys.map((name) => typeOf(target, name));
     yield* chunked(
@@ -210,7 +225,7 @@ class TableChanges {
     // table) and takes identity values as given, but never rules (there are none).
     for (const { names, rows } of inserts.values()) {
       const copy = `copy ${table} (${names.map(quoteIdent).join(", ")}) from stdin`;
-      yield* chunked(rows, (rows) => ({ copy, data: copyLines(rows) }));
+      yield* chunked(rows, (rows) => ({ copy, data: copyData(rows) }));
     }
   }
 
@@ -236,7 +251,7 @@ class TableChanges {
 }
 
 /** The values of `row` that its shape writes (the row's own array when it writes all). */
-function shapeValues(shape: Shape, row: Tuple): (string | null)[] {
+function shapeValues(shape: Omit<Shape, "rows">, row: Tuple): (string | null)[] {
   const values = row.values as (string | null)[];
   return shape.whole ? values : shape.indexes.map((i) => values[i]!);
 }
@@ -261,6 +276,8 @@ export class NetChanges {
   /** Changes merged, and the bytes of their values, since the last time nothing was held. */
   #rows = 0;
   #bytes = 0;
+  /** The buffer of the last RawTuple counted. */
+  #lastBuffer: ArrayBufferLike | undefined;
 
   /** `limits`: how many changes, or bytes of their values, make it `full`. */
   constructor(limits: { rows: number; bytes: number }) {
@@ -287,10 +304,19 @@ export class NetChanges {
     if (table === undefined) this.#tables.set(target, table = new TableChanges(target));
     if (!table.add(change)) return false;
     this.#rows++;
-    const values = (change.tag === "Delete" ? change.old : change.new)?.values ?? [];
-    for (let i = 0; i < values.length; i++) {
-      const value = values[i];
-      if (typeof value === "string") this.#bytes += value.length;
+    const tuple = change.tag === "Delete" ? change.old : change.new;
+    if (tuple instanceof RawTuple) {
+      // Its bytes are a view of the spool reader's buffer, which stays in memory while held:
+      // count each buffer once, whole.
+      const buffer = tuple.bytes.buffer;
+      if (buffer !== this.#lastBuffer) this.#bytes += buffer.byteLength;
+      this.#lastBuffer = buffer;
+    } else {
+      const values = tuple?.values ?? [];
+      for (let i = 0; i < values.length; i++) {
+        const value = values[i];
+        if (typeof value === "string") this.#bytes += value.length;
+      }
     }
     return true;
   }
@@ -307,17 +333,44 @@ export class NetChanges {
       this.#tables.delete(table);
       yield* held.statements();
     }
-    if (this.#tables.size === 0) this.#rows = this.#bytes = 0;
+    if (this.#tables.size === 0) this.clear();
   }
 
   /** Drops everything held (the target transaction rolled back). */
   clear(): void {
     this.#tables.clear();
     this.#rows = this.#bytes = 0;
+    this.#lastBuffer = undefined;
   }
 }
 
 const KEY_SEPARATOR = "\u0000"; // text values never hold NUL
+
+/**
+ * A row's key in `TableChanges.entries`: the key columns' text joined by NUL,
+ * or, for a one-column key whose text is a plain integer (what integer keys
+ * print), that number: a Map looks numbers up several times faster. Both
+ * forms read back to the same text, so no two keys meet.
+ */
+type Key = string | number;
+
+/** A one-column key's text as a Key. */
+function keyOfText(text: string): Key {
+  const n = text.length;
+  if (n === 0 || n > 15) return text;
+  let i = text.charCodeAt(0) === 45 ? 1 : 0; // -
+  if (i === n || (text.charCodeAt(i) === 48 && n > i + 1) || text === "-0") return text; // "-", leading 0
+  for (; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return text;
+  }
+  return Number(text);
+}
+
+/** The key columns' values of a Key. */
+function keyValues(key: Key): string[] {
+  return typeof key === "number" ? [String(key)] : key.split(KEY_SEPARATOR);
+}
 
 function typeOf(target: TargetTable, column: string): string {
   const type = target.columnTypes.get(column);
@@ -344,15 +397,13 @@ function matchKey(keys: readonly string[]): string {
 }
 
 /** Statements of up to ROWS_PER_STATEMENT rows / about BYTES_PER_STATEMENT bytes each. */
-function* chunked<T>(
-  all: (string | null)[][],
-  statement: (rows: (string | null)[][]) => T,
-): Generator<T> {
-  let rows: (string | null)[][] = [];
+function* chunked<R extends CopyRow, T>(all: R[], statement: (rows: R[]) => T): Generator<T> {
+  let rows: R[] = [];
   let bytes = 0;
   for (const values of all) {
     rows.push(values);
-    for (const v of values) bytes += v?.length ?? 4;
+    if (values instanceof RawTuple) bytes += values.bytes.length;
+    else for (const v of values as (string | null)[]) bytes += v?.length ?? 4;
     if (rows.length >= ROWS_PER_STATEMENT || bytes >= BYTES_PER_STATEMENT) {
       yield statement(rows);
       rows = [];
@@ -369,20 +420,71 @@ const COPY_ESCAPES: Record<string, string> = {
   "\r": "\\r",
   "\t": "\\t",
 };
+const encoder = new TextEncoder();
 
-/** COPY text format: one line per row, values tab-separated, `\N` for NULL, backslash escapes. */
-function copyLines(rows: (string | null)[][]): string {
-  let data = "";
+/**
+ * COPY text format, UTF-8: one line per row, values tab-separated, `\N` for
+ * NULL, backslash escapes. A RawTuple's values are copied byte by byte.
+ */
+function copyData(rows: CopyRow[]): Uint8Array {
+  let out = new Uint8Array(16 * 1024);
+  let p = 0;
   for (const row of rows) {
-    for (let i = 0; i < row.length; i++) {
-      const value = row[i]!;
-      if (i > 0) data += "\t";
-      if (value === null) data += "\\N";
-      else if (COPY_SPECIAL.test(value)) {
-        data += value.replace(/[\\\n\r\t]/g, (c) => COPY_ESCAPES[c]!);
-      } else data += value;
+    if (row instanceof RawTuple) {
+      // At most: every byte escaped, plus a separator and `\N` per value.
+      const most = 2 * row.bytes.length + 3 * row.kinds.length + 1;
+      if (p + most > out.length) out = grown(out, p + most);
+      p = copyRawRow(out, p, row);
+      continue;
     }
-    data += "\n";
+    const line = copyLine(row);
+    if (p + 3 * line.length > out.length) out = grown(out, p + 3 * line.length);
+    p += encoder.encodeInto(line, out.subarray(p)).written;
   }
-  return data;
+  return out.subarray(0, p);
+}
+
+function grown(out: Uint8Array, need: number): Uint8Array<ArrayBuffer> {
+  const bigger = new Uint8Array(Math.max(need, 2 * out.length));
+  bigger.set(out);
+  return bigger;
+}
+
+/** One COPY line of a RawTuple's values, written at `p`; returns the end. */
+function copyRawRow(out: Uint8Array, at: number, row: RawTuple): number {
+  const { bytes, bounds, kinds } = row;
+  let p = at;
+  for (let i = 0; i < kinds.length; i++) {
+    if (i > 0) out[p++] = 9; // \t
+    if (kinds.charCodeAt(i) !== 116) { // NULL (a new row has no unchanged TOAST)
+      out[p++] = 92;
+      out[p++] = 78;
+      continue;
+    }
+    const end = bounds[2 * i + 1]!;
+    for (let j = bounds[2 * i]!; j < end; j++) {
+      const b = bytes[j]!;
+      if ((b > 13 && b !== 92) || (b !== 9 && b !== 10 && b !== 13 && b !== 92)) out[p++] = b;
+      else {
+        out[p++] = 92; // backslash, then \\ \t \n \r
+        out[p++] = b === 92 ? 92 : b === 9 ? 116 : b === 10 ? 110 : 114;
+      }
+    }
+  }
+  out[p++] = 10;
+  return p;
+}
+
+/** One COPY line of text values. */
+function copyLine(row: (string | null)[]): string {
+  let line = "";
+  for (let i = 0; i < row.length; i++) {
+    const value = row[i]!;
+    if (i > 0) line += "\t";
+    if (value === null) line += "\\N";
+    else if (COPY_SPECIAL.test(value)) {
+      line += value.replace(/[\\\n\r\t]/g, (c) => COPY_ESCAPES[c]!);
+    } else line += value;
+  }
+  return line + "\n";
 }

@@ -20,11 +20,11 @@
  * self-contained row format (older spools, and rows larger than the writer's buffer). A record whose length runs past the
  * end of the file, or whose CRC does not match, is a torn tail.
  */
-import { crc32 } from "node:zlib";
 import { type Change, decodeChange, encodeChange } from "../decode/change.ts";
 import { decodeShapedRow, encodeShapedRowInto, isShapedRow, type Shapes } from "./shaped_row.ts";
 import type { Lsn } from "../lsn.ts";
 import { decodeUtf8 } from "../decode/utf8.ts";
+import { crc32 } from "./crc32.ts";
 
 export const RecordKind = { Begin: 1, Change: 2, Commit: 3, Keepalive: 4, Shape: 5 } as const;
 export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
@@ -114,7 +114,7 @@ function sealRecord(
   view.setUint32(0, length - RECORD_HEADER, true);
   out[at + RECORD_HEADER] = kind;
   view.setBigUint64(RECORD_HEADER + 1, lsn, true);
-  view.setUint32(4, crc32(out.subarray(at + RECORD_HEADER, at + length)), true);
+  view.setUint32(4, crc32(out, at + RECORD_HEADER, at + length), true);
   return length;
 }
 
@@ -123,21 +123,26 @@ export function patchBegin(record: Uint8Array, endLsn: Lsn, commitTime: bigint):
   const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
   view.setBigUint64(BEGIN_END_LSN_OFFSET, endLsn, true);
   view.setBigInt64(BEGIN_END_LSN_OFFSET + 8, commitTime, true);
-  view.setUint32(4, crc32(record.subarray(RECORD_HEADER)), true);
+  view.setUint32(4, crc32(record, RECORD_HEADER), true);
 }
 
 /**
- * The length of the complete, intact record at `offset` of `bytes`, or 0 when
- * the bytes there are not (yet) a whole record with a matching CRC.
+ * The length of the complete, intact record at `offset` of `bytes` (up to
+ * `limit`), or 0 when the bytes there are not (yet) a whole record with a
+ * matching CRC.
  */
-export function recordLength(bytes: Uint8Array, offset: number): number {
-  if (bytes.length - offset < RECORD_HEADER + BODY_HEADER) return 0;
-  const view = new DataView(bytes.buffer, bytes.byteOffset + offset);
-  const bodyLength = view.getUint32(0, true);
-  if (bodyLength < BODY_HEADER || offset + RECORD_HEADER + bodyLength > bytes.length) return 0;
-  const body = bytes.subarray(offset + RECORD_HEADER, offset + RECORD_HEADER + bodyLength);
-  if (crc32(body) !== view.getUint32(4, true)) return 0;
+export function recordLength(bytes: Uint8Array, offset: number, limit = bytes.length): number {
+  if (limit - offset < RECORD_HEADER + BODY_HEADER) return 0;
+  const bodyLength = u32le(bytes, offset);
+  if (bodyLength < BODY_HEADER || offset + RECORD_HEADER + bodyLength > limit) return 0;
+  const crc = crc32(bytes, offset + RECORD_HEADER, offset + RECORD_HEADER + bodyLength);
+  if (crc !== u32le(bytes, offset + 4)) return 0;
   return RECORD_HEADER + bodyLength;
+}
+
+function u32le(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>>
+    0;
 }
 
 /** What recovery needs of a record, without decoding its change. */
@@ -148,27 +153,42 @@ export interface RecordHeader {
   endLsn: Lsn;
 }
 
-/** Reads kind, LSN and (for a BEGIN) end_lsn of the intact record at `offset`. */
-export function decodeRecordHeader(bytes: Uint8Array, offset: number): RecordHeader {
-  const view = new DataView(bytes.buffer, bytes.byteOffset + offset);
-  const kind = view.getUint8(RECORD_HEADER) as RecordKind;
+/**
+ * Reads kind, LSN and (for a BEGIN) end_lsn of the intact record at `offset`.
+ * `view` covers the same bytes as `bytes` (pass one made once, for speed).
+ */
+export function decodeRecordHeader(
+  bytes: Uint8Array,
+  offset: number,
+  view = viewOf(bytes),
+): RecordHeader {
+  const kind = bytes[offset + RECORD_HEADER] as RecordKind;
   return {
     kind,
-    lsn: view.getBigUint64(RECORD_HEADER + 1, true),
-    endLsn: kind === RecordKind.Begin ? view.getBigUint64(BEGIN_END_LSN_OFFSET, true) : 0n,
+    lsn: view.getBigUint64(offset + RECORD_HEADER + 1, true),
+    endLsn: kind === RecordKind.Begin ? view.getBigUint64(offset + BEGIN_END_LSN_OFFSET, true) : 0n,
   };
 }
 
-/** Decodes the intact record of `length` bytes at `offset` (see `recordLength`). */
+/** A DataView over the bytes of `bytes`. */
+export function viewOf(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Decodes the intact record of `length` bytes at `offset` (see
+ * `recordLength`). The changes it returns keep views of `bytes`: do not
+ * overwrite them while the changes are in use. `view` covers the same bytes.
+ */
 export function decodeRecord(
   bytes: Uint8Array,
   offset: number,
   length: number,
   shapes: Shapes,
+  view = viewOf(bytes),
 ): FileRecord {
-  const view = new DataView(bytes.buffer, bytes.byteOffset + offset, length);
-  const kind = view.getUint8(RECORD_HEADER) as RecordKind;
-  const lsn = view.getBigUint64(RECORD_HEADER + 1, true);
+  const kind = bytes[offset + RECORD_HEADER] as RecordKind;
+  const lsn = view.getBigUint64(offset + RECORD_HEADER + 1, true);
   const payloadAt = offset + RECORD_HEADER + BODY_HEADER;
   switch (kind) {
     case RecordKind.Keepalive:
@@ -177,18 +197,20 @@ export function decodeRecord(
       return new BoundaryRecord(
         kind,
         lsn,
-        view.getBigUint64(RECORD_HEADER + BODY_HEADER, true),
-        view.getBigInt64(RECORD_HEADER + BODY_HEADER + 8, true),
-        bytes.slice(payloadAt + 16, offset + length),
+        view.getBigUint64(payloadAt, true),
+        view.getBigInt64(payloadAt + 8, true),
+        bytes.subarray(payloadAt + 16, offset + length),
       ) as SpoolRecord;
     case RecordKind.Commit:
-      return new BoundaryRecord(kind, lsn, 0n, 0n, bytes.slice(payloadAt, offset + length));
+      return new BoundaryRecord(kind, lsn, 0n, 0n, bytes.subarray(payloadAt, offset + length));
     case RecordKind.Change: {
-      const text = decodeUtf8(bytes.subarray(payloadAt, offset + length));
+      const payload = bytes.subarray(payloadAt, offset + length);
       return {
         kind,
         lsn,
-        change: isShapedRow(text) ? decodeShapedRow(text, shapes) : decodeChange(text),
+        change: isShapedRow(payload)
+          ? decodeShapedRow(payload, lsn, shapes)
+          : decodeChange(decodeUtf8(payload)),
       };
     }
     case RecordKind.Shape:
@@ -210,7 +232,7 @@ class BoundaryRecord {
   readonly lsn: Lsn;
   readonly endLsn: Lsn;
   readonly commitTime: bigint;
-  /** The change text's UTF-8, a copy: the reader's buffer is reused. */
+  /** The change text's UTF-8 (a view of the reader's buffer, which it does not reuse). */
   #payload: Uint8Array | undefined;
   #change: Change | undefined;
 

@@ -13,14 +13,23 @@ import { Shapes } from "./shaped_row.ts";
 
 const CHUNK = 1 << 20;
 
-/** A cursor over one segment file. `offset` is where the next record starts. */
+/**
+ * A cursor over one segment file. `offset` is where the next record starts.
+ * The changes `peek` returns keep views of the buffer: once one is handed
+ * out, the next read goes to a new buffer instead of overwriting it.
+ */
 export class RecordFile {
   readonly path: string;
   #file: Deno.FsFile;
   #buf = new Uint8Array(CHUNK);
+  #view = new DataView(this.#buf.buffer);
   /** File offset of #buf[0]. */
   #bufStart = 0;
   #bufLen = 0;
+  /** Records decoded from #buf were handed out: read into a new buffer next time. */
+  #lent = false;
+  /** Where the record found by #locate starts in #buf. */
+  #at = 0;
   offset: number;
   /** The shapes read so far: the file is read from its start, in order. */
   readonly #shapes = new Shapes();
@@ -36,11 +45,12 @@ export class RecordFile {
    * `offset` are not (yet) a complete record. Does not move `offset`.
    */
   peek(): { record: FileRecord; length: number } | undefined {
-    const found = this.#locate();
-    if (found === undefined) return undefined;
+    const length = this.#locate();
+    if (length === 0) return undefined;
+    this.#lent = true;
     return {
-      record: decodeRecord(this.#buf, found.at, found.length, this.#shapes),
-      length: found.length,
+      record: decodeRecord(this.#buf, this.#at, length, this.#shapes, this.#view),
+      length,
     };
   }
 
@@ -49,24 +59,23 @@ export class RecordFile {
    * parsed, so recovery scans a segment at the speed of reading it.
    */
   peekHeader(): { header: RecordHeader; length: number } | undefined {
-    const found = this.#locate();
-    if (found === undefined) return undefined;
-    return { header: decodeRecordHeader(this.#buf, found.at), length: found.length };
+    const length = this.#locate();
+    if (length === 0) return undefined;
+    return { header: decodeRecordHeader(this.#buf, this.#at, this.#view), length };
   }
 
-  /** Where the intact record at `offset` is in the buffer (filling it when needed). */
-  #locate(): { at: number; length: number } | undefined {
-    let at = this.offset - this.#bufStart;
-    let length = at >= 0 && at <= this.#bufLen
-      ? recordLength(this.#buf.subarray(0, this.#bufLen), at)
-      : 0;
-    if (length === 0) {
-      this.#fill();
-      at = 0;
-      length = recordLength(this.#buf.subarray(0, this.#bufLen), 0);
-      if (length === 0) return undefined;
+  /** The length of the intact record at `offset` (its start in #at), filling the buffer when needed; 0: none. */
+  #locate(): number {
+    const at = this.offset - this.#bufStart;
+    let length = at >= 0 && at <= this.#bufLen ? recordLength(this.#buf, at, this.#bufLen) : 0;
+    if (length > 0) {
+      this.#at = at;
+      return length;
     }
-    return { at, length };
+    this.#fill();
+    this.#at = 0;
+    length = recordLength(this.#buf, 0, this.#bufLen);
+    return length;
   }
 
   /** Forgets buffered bytes, so the next `peek` sees what the file holds now. */
@@ -76,7 +85,7 @@ export class RecordFile {
 
   /** Reads from `offset` into the buffer, growing it when one record needs more. */
   #fill(): void {
-    if (this.#buf.length > CHUNK) this.#buf = new Uint8Array(CHUNK); // after one large record
+    if (this.#lent || this.#buf.length > CHUNK) this.#use(new Uint8Array(CHUNK)); // after one large record
     this.#bufStart = this.offset;
     this.#bufLen = 0;
     this.#file.seekSync(this.offset, Deno.SeekMode.Start);
@@ -87,16 +96,22 @@ export class RecordFile {
       if (this.#bufLen < this.#buf.length) continue;
       // Full: grow only when the first record does not fit.
       if (this.#bufLen >= 4) {
-        const need = 8 + new DataView(this.#buf.buffer).getUint32(0, true);
+        const need = 8 + this.#view.getUint32(0, true);
         if (need > this.#buf.length && need < 2 ** 31) {
           const bigger = new Uint8Array(need);
           bigger.set(this.#buf.subarray(0, this.#bufLen));
-          this.#buf = bigger;
+          this.#use(bigger);
           continue;
         }
       }
       return;
     }
+  }
+
+  #use(buf: Uint8Array<ArrayBuffer>): void {
+    this.#buf = buf;
+    this.#view = new DataView(buf.buffer);
+    this.#lent = false;
   }
 
   close(): void {
