@@ -1,5 +1,6 @@
 import { join } from "node:path";
-import { assert, assertEquals } from "./helpers/assert.ts";
+import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
+import { decodeShapedRow, encodeShape, Shapes } from "../lib/spool/shaped_row.ts";
 import { tempDir } from "./helpers/env.ts";
 import { SpoolWriter } from "../lib/spool/writer.ts";
 import { SpoolReader } from "../lib/spool/reader.ts";
@@ -230,4 +231,46 @@ Deno.test("row shapes are read back right across a re-sent transaction, a reopen
   // Rows of one shape share one column array (apply merges rows by it).
   const [a, b] = rows;
   assert(a?.tag === "Insert" && b?.tag === "Insert" && a.new.columns === b.new.columns);
+});
+
+Deno.test("decodeShapedRow() reads golden bytes and refuses malformed rows with a SyntaxError", () => {
+  const shapes = new Shapes();
+  shapes.add(encodeShape(0, { relation: { schema: "public", table: "t" }, columns }));
+  shapes.add(
+    encodeShape(1, { relation: { schema: "public", table: "t" }, columns: [columns[0]!] }),
+  );
+  const bytes = (text: string) => new TextEncoder().encode(text);
+  // Written out by hand: i ␀ shape ␀ kinds (␀ value)×n ␀ old_kind.
+  const insert = decodeShapedRow(bytes("i\x000\x00tn\x0042\x00\x00"), 7n, shapes);
+  assert(insert.tag === "Insert");
+  assertEquals([insert.lsn, insert.relation, insert.new.values], [7n, {
+    schema: "public",
+    table: "t",
+  }, ["42", null]]);
+  const update = decodeShapedRow(bytes("u\x000\x00tu\x008\x00\x00key\x001\x00t\x007"), 8n, shapes);
+  assert(update.tag === "Update" && update.old !== null);
+  assertEquals([update.old.kind, update.old.values, update.new.values.length], ["key", ["7"], 2]);
+  const del = decodeShapedRow(bytes("d\x00-\x00key\x001\x00t\x00é"), 9n, shapes);
+  assert(del.tag === "Delete" && del.old !== null);
+  assertEquals(del.old.values, ["é"]);
+  for (
+    const bad of [
+      "x\x000\x00t\x001\x00", // unknown tag
+      "i\x009\x00tt\x001\x002\x00", // shape 9 never defined
+      "i\x00\x00tt\x001\x002\x00", // no shape number
+      "i\x000\x00tq\x001\x002\x00", // kind q
+      "i\x000\x00tn\x001\x002\x00", // NULL with bytes
+      "i\x000\x00tt\x001\x002\x00\x00extra", // more after the old kind
+      "i\x000\x00tt\x001\x002\x00key\x001\x00t\x001", // an INSERT with an old key
+      "d\x000\x00tt\x001\x002\x00key\x001\x00t\x001", // a DELETE with a new row
+      "u\x000\x00tt\x001\x002\x00bad\x001\x00t\x001", // old kind "bad"
+      "i\x000\x00ttt\x001\x002", // fewer values than kinds
+    ]
+  ) {
+    assertThrows(
+      () => decodeShapedRow(bytes(bad), 1n, shapes),
+      SyntaxError,
+      "Invalid spool record",
+    );
+  }
 });

@@ -64,10 +64,11 @@ interface RelationState {
   /** Positions of the key columns, and those columns: the `columns` of 'K' tuples. */
   readonly keyIndexes: readonly number[];
   readonly keyColumns: readonly Column[];
+  /** The kinds of a tuple with a value in every column: "t" per column. */
+  readonly allText: string;
 }
 
 const EMPTY_BYTES = new Uint8Array(0);
-const EMPTY_VIEW = new DataView(EMPTY_BYTES.buffer);
 
 function invalid(detail: string): SyntaxError {
   return new SyntaxError(`Invalid pgoutput message: ${detail}`);
@@ -84,7 +85,7 @@ export class PgoutputDecoder implements ChangeDecoder {
   readonly #raw: boolean;
   // Read position inside the message being decoded.
   #bytes: Uint8Array = EMPTY_BYTES;
-  #view: DataView = EMPTY_VIEW;
+  #view: DataView | undefined;
   #pos = 0;
 
   /**
@@ -109,7 +110,7 @@ export class PgoutputDecoder implements ChangeDecoder {
   decodeOne(walStart: Lsn, data: Uint8Array): Change | null {
     if (data.length === 0) throw invalid("empty message");
     this.#bytes = data;
-    this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    this.#view = undefined;
     this.#pos = 1;
     const type = data[0]!;
     try {
@@ -154,42 +155,51 @@ export class PgoutputDecoder implements ChangeDecoder {
     } finally {
       // Do not hold on to the receive buffer.
       this.#bytes = EMPTY_BYTES;
-      this.#view = EMPTY_VIEW;
+      this.#view = undefined;
     }
   }
 
+  // Integers are read from the bytes directly (a DataView per message costs more than a row's
+  // values); a read past the end throws a RangeError, as DataView would.
+
+  #need(n: number): number {
+    const at = this.#pos;
+    if (at + n > this.#bytes.length) throw new RangeError("read past the end");
+    this.#pos = at + n;
+    return at;
+  }
+
   #u8(): number {
-    return this.#view.getUint8(this.#pos++);
+    return this.#bytes[this.#need(1)]!;
   }
 
   #u16(): number {
-    const v = this.#view.getUint16(this.#pos);
-    this.#pos += 2;
-    return v;
+    const at = this.#need(2);
+    return (this.#bytes[at]! << 8) | this.#bytes[at + 1]!;
   }
 
   #u32(): number {
-    const v = this.#view.getUint32(this.#pos);
-    this.#pos += 4;
-    return v;
+    return this.#i32() >>> 0;
   }
 
   #i32(): number {
-    const v = this.#view.getInt32(this.#pos);
-    this.#pos += 4;
-    return v;
+    const at = this.#need(4);
+    const b = this.#bytes;
+    return (b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!;
+  }
+
+  /** A DataView for the 64-bit integers of BEGIN and COMMIT. */
+  #dataView(): DataView {
+    const b = this.#bytes;
+    return this.#view ??= new DataView(b.buffer, b.byteOffset, b.byteLength);
   }
 
   #u64(): bigint {
-    const v = this.#view.getBigUint64(this.#pos);
-    this.#pos += 8;
-    return v;
+    return this.#dataView().getBigUint64(this.#need(8));
   }
 
   #i64(): bigint {
-    const v = this.#view.getBigInt64(this.#pos);
-    this.#pos += 8;
-    return v;
+    return this.#dataView().getBigInt64(this.#need(8));
   }
 
   #string(): string {
@@ -256,6 +266,7 @@ export class PgoutputDecoder implements ChangeDecoder {
       columns,
       keyIndexes,
       keyColumns,
+      allText: "t".repeat(ncols),
     });
   }
 
@@ -292,7 +303,8 @@ export class PgoutputDecoder implements ChangeDecoder {
     }
     const bytes = this.#bytes;
     const bounds: number[] = new Array(2 * ncols);
-    let kinds = "";
+    // Most rows have a value in every column: their kinds are the relation's string.
+    let kinds: string | undefined; // undefined while every value so far is text
     for (let i = 0; i < ncols; i++) {
       const kind = this.#u8();
       if (kind === 0x74) { // 't'
@@ -300,19 +312,19 @@ export class PgoutputDecoder implements ChangeDecoder {
         const start = this.#pos;
         const end = start + len;
         if (end > bytes.length) throw new RangeError("value past end");
-        checkUtf8(bytes.subarray(start, end));
+        checkUtf8(bytes, start, end);
         bounds[2 * i] = start;
         bounds[2 * i + 1] = end;
         this.#pos = end;
-        kinds += "t";
+        if (kinds !== undefined) kinds += "t";
       } else if (kind === 0x6e || kind === 0x75) { // 'n', 'u'
         bounds[2 * i] = bounds[2 * i + 1] = 0;
-        kinds += kind === 0x6e ? "n" : "u";
+        kinds = (kinds ?? state.allText.slice(0, i)) + (kind === 0x6e ? "n" : "u");
       } else {
         throw invalid(`unsupported tuple value kind "${String.fromCharCode(kind)}"`);
       }
     }
-    return { kinds, bounds };
+    return { kinds: kinds ?? state.allText, bounds };
   }
 
   #newTuple(state: RelationState): Tuple {

@@ -28,11 +28,14 @@ export function decodeUtf8(bytes: Uint8Array): string {
   return s;
 }
 
-/** Throws a `TypeError` when `bytes` is not valid UTF-8 (without making a string of ASCII). */
-export function checkUtf8(bytes: Uint8Array): void {
-  for (let i = 0; i < bytes.length; i++) {
+/**
+ * Throws a `TypeError` when `bytes[start, end)` is not valid UTF-8 (without
+ * making a string of ASCII, or a view of it).
+ */
+export function checkUtf8(bytes: Uint8Array, start = 0, end = bytes.length): void {
+  for (let i = start; i < end; i++) {
     if (bytes[i]! >= 0x80) {
-      strict.decode(bytes);
+      strict.decode(bytes.subarray(start, end));
       return;
     }
   }

@@ -59,7 +59,7 @@ export function encodeRecord(kind: RecordKind, lsn: Lsn, change?: Change | strin
   const extra = kind === RecordKind.Begin ? 16 : 0;
   const out = new Uint8Array(RECORD_HEADER + BODY_HEADER + extra + payload.length);
   out.set(payload, RECORD_HEADER + BODY_HEADER + extra);
-  sealRecord(out, 0, kind, lsn, extra + payload.length);
+  sealRecord(out, 0, kind, lsn, extra + payload.length, viewOf(out));
   return out;
 }
 
@@ -73,10 +73,12 @@ export function encodeTextRecordInto(
   kind: typeof RecordKind.Change | typeof RecordKind.Commit | typeof RecordKind.Shape,
   lsn: Lsn,
   text: string,
+  view = viewOf(out),
 ): number {
   const payloadAt = at + RECORD_HEADER + BODY_HEADER;
   if (payloadAt + text.length * 3 > out.length) return 0; // 3 bytes of UTF-8 per UTF-16 unit at most
-  return sealRecord(out, at, kind, lsn, utf8.encodeInto(text, out.subarray(payloadAt)).written);
+  const written = utf8.encodeInto(text, out.subarray(payloadAt)).written;
+  return sealRecord(out, at, kind, lsn, written, view);
 }
 
 /**
@@ -90,6 +92,7 @@ export function encodeShapedRecordInto(
   change: Change & { tag: "Insert" | "Update" | "Delete" },
   newShape: number,
   oldShape: number,
+  view = viewOf(out),
 ): number {
   const written = encodeShapedRowInto(
     out,
@@ -98,23 +101,26 @@ export function encodeShapedRecordInto(
     newShape,
     oldShape,
   );
-  return written === 0 ? 0 : sealRecord(out, at, RecordKind.Change, change.lsn, written);
+  return written === 0 ? 0 : sealRecord(out, at, RecordKind.Change, change.lsn, written, view);
 }
 
-/** Writes length, kind, LSN and CRC around a payload already in place; returns the record's length. */
+/**
+ * Writes length, kind, LSN and CRC around a payload already in place; returns
+ * the record's length. `view` covers the same bytes as `out`.
+ */
 function sealRecord(
   out: Uint8Array,
   at: number,
   kind: RecordKind,
   lsn: Lsn,
   payloadLength: number,
+  view: DataView,
 ): number {
   const length = RECORD_HEADER + BODY_HEADER + payloadLength;
-  const view = new DataView(out.buffer, out.byteOffset + at, length);
-  view.setUint32(0, length - RECORD_HEADER, true);
+  view.setUint32(at, length - RECORD_HEADER, true);
   out[at + RECORD_HEADER] = kind;
-  view.setBigUint64(RECORD_HEADER + 1, lsn, true);
-  view.setUint32(4, crc32(out, at + RECORD_HEADER, at + length), true);
+  view.setBigUint64(at + RECORD_HEADER + 1, lsn, true);
+  view.setUint32(at + 4, crc32(out, at + RECORD_HEADER, at + length), true);
   return length;
 }
 

@@ -48,7 +48,8 @@ export class SpoolWriter {
   #segmentPath = "";
   /** Bytes of the current segment already written to the file. */
   #fileSize = 0;
-  #buf = new Uint8Array(BUFFER);
+  readonly #buf = new Uint8Array(BUFFER);
+  readonly #view = new DataView(this.#buf.buffer);
   #bufLen = 0;
   /** The open transaction: where its BEGIN is, and a copy of that record. */
   #txn: { offset: number; begin: Uint8Array } | undefined;
@@ -125,10 +126,10 @@ export class SpoolWriter {
     lsn: Lsn,
     text: string,
   ): void {
-    let length = encodeTextRecordInto(this.#buf, this.#bufLen, kind, lsn, text);
+    let length = encodeTextRecordInto(this.#buf, this.#bufLen, kind, lsn, text, this.#view);
     if (length === 0 && this.#bufLen > 0) {
       this.flush();
-      length = encodeTextRecordInto(this.#buf, 0, kind, lsn, text);
+      length = encodeTextRecordInto(this.#buf, 0, kind, lsn, text, this.#view);
     }
     if (length > 0) this.#bufLen += length;
     else this.#write(encodeRecord(kind, lsn, text)); // larger than the buffer
@@ -147,10 +148,17 @@ export class SpoolWriter {
     }
     const newShape = tuple === undefined ? -1 : this.#shape(change, tuple.columns);
     const oldShape = old === null ? -1 : this.#shape(change, old.columns);
-    let length = encodeShapedRecordInto(this.#buf, this.#bufLen, change, newShape, oldShape);
+    let length = encodeShapedRecordInto(
+      this.#buf,
+      this.#bufLen,
+      change,
+      newShape,
+      oldShape,
+      this.#view,
+    );
     if (length === 0 && this.#bufLen > 0) {
       this.flush();
-      length = encodeShapedRecordInto(this.#buf, 0, change, newShape, oldShape);
+      length = encodeShapedRecordInto(this.#buf, 0, change, newShape, oldShape, this.#view);
     }
     if (length > 0) this.#bufLen += length;
     else this.#write(encodeRecord(RecordKind.Change, change.lsn, change));
