@@ -7,8 +7,9 @@
 # tiny transactions) and two modes:
 #   backlog  every consumer's slot (and subscription, disabled) exists before the load; after the
 #            load a marker row is committed and endpos = pg_current_wal_flush_lsn(); then each
-#            consumer in turn consumes the backlog: time from its start until the marker row is
-#            on its target (pg_recvlogical: until it exits at endpos).
+#            consumer in turn consumes the backlog (after a checkpoint on both clusters, so that
+#            none inherits the dirty pages of the one before): time from its start until the
+#            marker row is on its target (pg_recvlogical: until it exits at endpos).
 #   live     one load per consumer, the consumer running during it: lag = time from the marker's
 #            commit (the load's end) until the marker is on the target.
 # Consumers: pgferry follow; native logical replication (publication + subscription,
@@ -421,6 +422,9 @@ backlog() { # workload
   log "backlog $w: load took ${LOAD_SECONDS}s; endpos $ENDPOS; checksumming the source"
   checksum sq bench >"$sumfile"
   for c in $CONSUMERS; do
+    # Each consumer starts from clean buffers, not with the dirty pages of the one before it.
+    sq postgres -c checkpoint >/dev/null
+    tq postgres -c checkpoint >/dev/null
     case $c in
       recvlogical)
         local slot plugin opts

@@ -232,9 +232,9 @@ const BIGINT_FIELDS = ["lsn", "finalLsn", "commitLsn", "endLsn", "commitTime"] a
  * follow.
  */
 export function encodeChange(change: Change): string {
-  if (change.tag !== "Insert" && change.tag !== "Update" && change.tag !== "Delete") {
-    return JSON.stringify(toJsonSafe(change));
-  }
+  if (change.tag === "Begin") return beginJson(change);
+  if (change.tag === "Commit") return commitJson(change);
+  if (change.tag === "Truncate") return JSON.stringify(toJsonSafe(change));
   const tuple = change.tag === "Delete" ? undefined : change.new;
   const old = change.tag === "Insert" ? undefined : change.old;
   let text = `${change.tag[0]}\0${change.lsn}\0${change.relation.schema}\0${change.relation.table}`;
@@ -243,6 +243,21 @@ export function encodeChange(change: Change): string {
   return `${text}\u0001${tuple ? columnsJson(tuple.columns) : ""}\u0001${
     old ? columnsJson(old.columns) : ""
   }`;
+}
+
+/** What `JSON.stringify(toJsonSafe(begin))` writes, spelt out: one per transaction. */
+function beginJson(begin: Begin): string {
+  let text = `{"tag":"Begin","lsn":"${begin.lsn}","xid":${begin.xid}`;
+  if (begin.finalLsn !== undefined) text += `,"finalLsn":"${begin.finalLsn}"`;
+  if (begin.commitTime !== undefined) text += `,"commitTime":"${begin.commitTime}"`;
+  return text + "}";
+}
+
+/** What `JSON.stringify(toJsonSafe(commit))` writes, spelt out: one per transaction. */
+function commitJson(commit: Commit): string {
+  let text = `{"tag":"Commit","lsn":"${commit.lsn}"`;
+  if (commit.commitLsn !== undefined) text += `,"commitLsn":"${commit.commitLsn}"`;
+  return text + `,"endLsn":"${commit.endLsn}","commitTime":"${commit.commitTime}"}`;
 }
 
 /** `␀ kinds ␀ value × n` (see `encodeChange`). */
