@@ -12,6 +12,7 @@ import {
 import { Shapes } from "./shaped_row.ts";
 
 const CHUNK = 1 << 20;
+const MIN_BUFFER = 4096;
 
 /**
  * A cursor over one segment file. `offset` is where the next record starts.
@@ -21,7 +22,7 @@ const CHUNK = 1 << 20;
 export class RecordFile {
   readonly path: string;
   #file: Deno.FsFile;
-  #buf = new Uint8Array(CHUNK);
+  #buf = new Uint8Array(0);
   #view = new DataView(this.#buf.buffer);
   /** File offset of #buf[0]. */
   #bufStart = 0;
@@ -85,7 +86,11 @@ export class RecordFile {
 
   /** Reads from `offset` into the buffer, growing it when one record needs more. */
   #fill(): void {
-    if (this.#lent || this.#buf.length > CHUNK) this.#use(new Uint8Array(CHUNK)); // after one large record
+    // No larger than what the file holds past `offset`: a reader at the tail of a growing file
+    // reads a little at a time.
+    const left = this.#file.statSync().size - this.offset;
+    const size = Math.min(CHUNK, Math.max(MIN_BUFFER, left));
+    if (this.#lent || this.#buf.length !== size) this.#use(new Uint8Array(size));
     this.#bufStart = this.offset;
     this.#bufLen = 0;
     this.#file.seekSync(this.offset, Deno.SeekMode.Start);
