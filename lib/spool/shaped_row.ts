@@ -31,11 +31,11 @@ import {
   type Column,
   columnsFrom,
   columnsJson,
+  encodeTuple,
   RawOldTuple,
   RawTuple,
   rawTupleSize,
   type TableName,
-  type Value,
   writeAscii,
   writeRawTuple,
 } from "../decode/change.ts";
@@ -164,26 +164,10 @@ export function encodeShapedRowInto(
     return p - at;
   }
   let text = `${String.fromCharCode(ROW_LETTERS[change.tag])}\0`;
-  text += tuple === undefined ? "-" : `${newId}${tupleText(tuple.values)}`;
-  text += old === null ? "\0" : `\0${old.kind}\0${oldId}${tupleText(old.values)}`;
+  text += tuple === undefined ? "-" : `${newId}${encodeTuple(tuple.values)}`;
+  text += old === null ? "\0" : `\0${old.kind}\0${oldId}${encodeTuple(old.values)}`;
   if (at + text.length * 3 > out.length) return 0; // 3 bytes of UTF-8 per UTF-16 unit at most
   return utf8.encodeInto(text, out.subarray(at)).written;
-}
-
-/** `␀ kinds (␀ value)×n`. */
-function tupleText(values: readonly Value[]): string {
-  let kinds = "";
-  let fields = "";
-  for (const value of values) {
-    if (typeof value === "string") {
-      kinds += "t";
-      fields += "\0" + value;
-    } else {
-      kinds += value === null ? "n" : "u";
-      fields += "\0";
-    }
-  }
-  return `\0${kinds}${fields}`;
 }
 
 const ROW_LETTERS = { Insert: 105, Update: 117, Delete: 100 } as const; // i u d
