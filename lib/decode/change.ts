@@ -434,12 +434,12 @@ function decodeRow(text: string): Insert | Update | Delete {
   return { tag, lsn: position, relation, old };
 }
 
-export function invalidRow(text: string): SyntaxError {
+function invalidRow(text: string): SyntaxError {
   return new SyntaxError(`Invalid encoded change: ${JSON.stringify(text.slice(0, 80))}`);
 }
 
 /** The values of a tuple: `kinds` says what each is, text ones are `fields` from `at`. */
-export function decodeTuple(fields: string[], at: number, kinds: string, text: string): Value[] {
+function decodeTuple(fields: string[], at: number, kinds: string, text: string): Value[] {
   if (at + kinds.length > fields.length) throw invalidRow(text);
   const values: Value[] = new Array(kinds.length);
   for (let i = 0; i < kinds.length; i++) {

@@ -37,7 +37,6 @@ export const BODY_HEADER = 9;
 export const BEGIN_END_LSN_OFFSET = RECORD_HEADER + BODY_HEADER;
 
 const utf8 = new TextEncoder();
-const utf8Decoder = new TextDecoder();
 
 /** One spooled record, as the spool reader hands them out. */
 export type SpoolRecord =
@@ -258,7 +257,7 @@ class BoundaryRecord {
 
   get change(): Change {
     if (this.#change === undefined) {
-      this.#change = decodeChange(utf8Decoder.decode(this.#payload));
+      this.#change = decodeChange(decodeUtf8(this.#payload!));
       this.#payload = undefined;
     }
     return this.#change;
