@@ -5,6 +5,8 @@ import { tempDir } from "./helpers/env.ts";
 import { SpoolWriter } from "../lib/spool/writer.ts";
 import { SpoolReader } from "../lib/spool/reader.ts";
 import { RecordKind, type SpoolRecord } from "../lib/spool/record.ts";
+import { crc32 } from "../lib/spool/crc32.ts";
+import { crc32 as zlibCrc32 } from "node:zlib";
 import { listSegments, spoolDir } from "../lib/spool/segments.ts";
 import type { Change, Column } from "../lib/decode/change.ts";
 
@@ -45,6 +47,20 @@ function commits(records: SpoolRecord[]): bigint[] {
     r.kind === RecordKind.Commit && r.change.tag === "Commit" ? [r.change.endLsn] : []
   );
 }
+
+Deno.test("the records' CRC-32 is zlib's, at every length and offset", () => {
+  const bytes = new Uint8Array(1200);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 2654435761) >>> 24;
+  for (let start = 0; start < 9; start++) {
+    for (let end = start; end <= bytes.length; end += end < 600 ? 1 : 97) {
+      assertEquals(
+        crc32(bytes, start, end),
+        zlibCrc32(bytes.subarray(start, end)),
+        `${start}..${end}`,
+      );
+    }
+  }
+});
 
 Deno.test("the spool returns complete transactions in order, with their values intact", async () => {
   const dir = await tempDir("spool");
