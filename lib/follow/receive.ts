@@ -120,7 +120,14 @@ export async function runReceive(options: ReceiveOptions): Promise<ReceiveEnd> {
       return change.tag !== "Begin" && change.lsn > endpos;
     };
 
-    for await (const message of stream) {
+    for (;;) {
+      // What one socket read brought is drained without a promise per message.
+      let message = stream.nextBuffered();
+      if (message === undefined) {
+        const next = await stream.next();
+        if (next.done) break;
+        message = next.value;
+      }
       if (signal?.aborted) break;
       if (message.tag === "XLogData") {
         bytesReceived.value += message.data.length;

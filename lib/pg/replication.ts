@@ -22,6 +22,7 @@ import {
   type ReplicationMessage,
   STANDBY_STATUS_UPDATE_SIZE,
   type StandbyStatusUpdate,
+  TAG_XLOG_DATA,
   writeStandbyStatusUpdate,
 } from "./replication_messages.ts";
 
@@ -594,6 +595,12 @@ class FrameReader {
     return available >= 5 && available >= 1 + this.#view.getUint32(this.#start + 1);
   }
 
+  /** The next complete frame is CopyData whose payload starts with `first`. */
+  nextIsCopyData(first: number): boolean {
+    return this.buffered && this.#buffer[this.#start] === B.COPY_DATA &&
+      this.#end - this.#start > 5 && this.#buffer[this.#start + 5] === first;
+  }
+
   /** Takes the next complete frame from the buffer, without reading the socket. */
   tryNext(): boolean {
     const available = this.#end - this.#start;
@@ -981,6 +988,24 @@ export class ReplicationConnection implements AsyncDisposable {
   }
 
   /**
+   * @internal The next message when it is an XLogData already received, else
+   * undefined (then `nextMessage` reads on): a consumer drains what one socket
+   * read brought without a promise per message.
+   */
+  nextXLogData(): ReplicationMessage | undefined {
+    if (
+      this.#pendingNext !== undefined || this.#state !== "streaming" || this.#stopRequested ||
+      !this.#reader.nextIsCopyData(TAG_XLOG_DATA)
+    ) return undefined;
+    this.#reader.tryNext();
+    try {
+      return parseReplicationMessage(this.#reader.body);
+    } catch (err) {
+      throw this.#fail(new PgConnectionError("08P01", errorText(err), { cause: err }));
+    }
+  }
+
+  /**
    * @internal Next message of the stream, or undefined once streaming has ended
    * (the server's CopyDone, our `stop()`, or our `close()`).
    */
@@ -1269,6 +1294,14 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationMessa
       return { done: true, value: undefined };
     }
     return { done: false, value: message };
+  }
+
+  /**
+   * The next message, without waiting, when it is an XLogData already received;
+   * undefined otherwise (then `next()`).
+   */
+  nextBuffered(): ReplicationMessage | undefined {
+    return this.#done ? undefined : this.#connection.nextXLogData();
   }
 
   /**

@@ -68,7 +68,7 @@ export const XLOG_DATA_HEADER_SIZE = 25;
 /** Size of an encoded StandbyStatusUpdate. */
 export const STANDBY_STATUS_UPDATE_SIZE = 34;
 
-const TAG_XLOG_DATA = 0x77; // 'w'
+export const TAG_XLOG_DATA = 0x77; // 'w'
 const TAG_PRIMARY_KEEPALIVE = 0x6b; // 'k'
 const TAG_STANDBY_STATUS_UPDATE = 0x72; // 'r'
 const PRIMARY_KEEPALIVE_SIZE = 18;
