@@ -68,14 +68,19 @@ type CopyRow = (string | null)[] | RawTuple;
 class TableChanges {
   readonly target: TargetTable;
   /** By key: the key's text, or for a one-column key that is a plain integer, that number. */
-  readonly entries = new Map<Key, Entry>();
+  entries = new Map<Key, Entry>();
+  /**
+   * New rows held while nothing else is (`entries` is empty), in order, not yet
+   * looked up by key: a run of INSERTs costs no key decoding and no map. The
+   * first other change keys them (`#keyInserts`). A table without a key only
+   * ever holds these.
+   */
+  #inserts: Tuple[] = [];
   /** Where the key columns are in a tuple of each column array (null: not all there). */
-  readonly #keyIndexes = new WeakMap<readonly Column[], number[] | null>();
+  readonly #keyIndexesByColumns = new WeakMap<readonly Column[], number[] | null>();
   /** The column array of the last change, and its key indexes: most runs share one. */
   #lastColumns: readonly Column[] | undefined;
   #lastKeyIndexes: number[] | null = null;
-  /** Key for the next INSERT into a table without a key (they only accumulate). */
-  #serial = 0;
 
   constructor(target: TargetTable) {
     this.target = target;
@@ -85,9 +90,16 @@ class TableChanges {
   add(change: Insert | Update | Delete): boolean {
     if (this.target.keyColumns.length === 0) {
       if (change.tag !== "Insert") return false;
-      this.entries.set(this.#serial++, { deleted: false, inserted: true, row: change.new });
+      this.#inserts.push(change.new);
       return true;
     }
+    if (change.tag === "Insert" && this.entries.size === 0) {
+      // A source with this key never inserts a key twice without a change in between.
+      if (this.#keyIndexes(change.new) === null) return false;
+      this.#inserts.push(change.new);
+      return true;
+    }
+    if (this.#inserts.length > 0 && !this.#keyInserts()) return false;
     const key = this.#keyOf(change);
     if (key === undefined) return false;
     const entry = this.entries.get(key);
@@ -136,20 +148,43 @@ class TableChanges {
     return old !== undefined && old === this.#keyIn(change.new) ? old : undefined;
   }
 
-  /** The values of the key columns, joined; undefined when one is missing, NULL or unchanged TOAST. */
-  #keyIn(tuple: Tuple): Key | undefined {
+  /**
+   * Moves the new rows held in order into `entries`, by key (which is empty
+   * while they are held); false, and nothing moved, when one has no key or
+   * two share one.
+   */
+  #keyInserts(): boolean {
+    const entries = new Map<Key, Entry>();
+    for (const row of this.#inserts) {
+      const key = this.#keyIn(row);
+      if (key === undefined || entries.has(key)) return false;
+      entries.set(key, { deleted: false, inserted: true, row });
+    }
+    this.entries = entries;
+    this.#inserts = [];
+    return true;
+  }
+
+  /** Where the key columns are in a tuple of this column array; null when not all are there. */
+  #keyIndexes(tuple: Tuple): number[] | null {
     let indexes = tuple.columns === this.#lastColumns
       ? this.#lastKeyIndexes
-      : this.#keyIndexes.get(tuple.columns);
+      : this.#keyIndexesByColumns.get(tuple.columns);
     if (indexes === undefined) {
       const found = this.target.keyColumns.map((name) =>
         tuple.columns.findIndex((c) => c.name === name)
       );
       indexes = found.includes(-1) ? null : found;
-      this.#keyIndexes.set(tuple.columns, indexes);
+      this.#keyIndexesByColumns.set(tuple.columns, indexes);
     }
     this.#lastColumns = tuple.columns;
     this.#lastKeyIndexes = indexes;
+    return indexes;
+  }
+
+  /** The values of the key columns, joined; undefined when one is missing, NULL or unchanged TOAST. */
+  #keyIn(tuple: Tuple): Key | undefined {
+    const indexes = this.#keyIndexes(tuple);
     if (indexes === null) return undefined;
     const raw = tuple instanceof RawTuple ? tuple : undefined;
     if (indexes.length === 1) {
@@ -175,16 +210,20 @@ class TableChanges {
     const updates = new Map<string, Shape>();
     const inserts = new Map<readonly Column[], InsertShape>();
     const shapeIds = new Map<readonly Column[], number>();
+    const insert = (row: Tuple) => {
+      let shape = inserts.get(row.columns);
+      if (shape === undefined) {
+        inserts.set(row.columns, shape = { ...this.#shape(row, false), rows: [] });
+      }
+      shape.rows.push(shape.whole && row instanceof RawTuple ? row : shapeValues(shape, row));
+    };
+    for (const row of this.#inserts) insert(row);
     for (const [key, entry] of this.entries) {
       if (entry.deleted) deleted.push(keyValues(key));
       const row = entry.row;
       if (row === undefined) continue;
       if (entry.inserted) {
-        let shape = inserts.get(row.columns);
-        if (shape === undefined) {
-          inserts.set(row.columns, shape = { ...this.#shape(row, false), rows: [] });
-        }
-        shape.rows.push(shape.whole && row instanceof RawTuple ? row : shapeValues(shape, row));
+        insert(row);
         continue;
       }
       let id = shapeIds.get(row.columns);
@@ -420,6 +459,12 @@ const COPY_ESCAPES: Record<string, string> = {
   "\r": "\\r",
   "\t": "\\t",
 };
+/** The letter after the backslash that escapes a byte in COPY text (t n r and the backslash), else 0. */
+const COPY_ESCAPE_BYTES = new Uint8Array(256);
+COPY_ESCAPE_BYTES[9] = 116;
+COPY_ESCAPE_BYTES[10] = 110;
+COPY_ESCAPE_BYTES[13] = 114;
+COPY_ESCAPE_BYTES[92] = 92;
 const encoder = new TextEncoder();
 
 /**
@@ -464,10 +509,11 @@ function copyRawRow(out: Uint8Array, at: number, row: RawTuple): number {
     const end = bounds[2 * i + 1]!;
     for (let j = bounds[2 * i]!; j < end; j++) {
       const b = bytes[j]!;
-      if ((b > 13 && b !== 92) || (b !== 9 && b !== 10 && b !== 13 && b !== 92)) out[p++] = b;
+      const escape = COPY_ESCAPE_BYTES[b]!;
+      if (escape === 0) out[p++] = b;
       else {
-        out[p++] = 92; // backslash, then \\ \t \n \r
-        out[p++] = b === 92 ? 92 : b === 9 ? 116 : b === 10 ? 110 : 114;
+        out[p++] = 92; // backslash
+        out[p++] = escape;
       }
     }
   }
