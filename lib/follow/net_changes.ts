@@ -48,6 +48,14 @@ const ROWS_PER_STATEMENT = 1000;
 /** Bytes of values per statement, about (a statement is cut after the row that passes it). */
 const BYTES_PER_STATEMENT = 256 * 1024;
 
+/**
+ * Rows per COPY, at most, and its bytes, about: a COPY streams its rows, and
+ * every statement of a target transaction costs the server a little until the
+ * commit, so few and large.
+ */
+const COPY_ROWS = 100_000;
+const COPY_BYTES = 8 * 1024 * 1024;
+
 /** Rows that write the same columns: one statement (or a few) for all of them. */
 interface Shape {
   names: string[];
@@ -264,7 +272,7 @@ class TableChanges {
     // table) and takes identity values as given, but never rules (there are none).
     for (const { names, rows } of inserts.values()) {
       const copy = `copy ${table} (${names.map(quoteIdent).join(", ")}) from stdin`;
-      yield* chunked(rows, (rows) => ({ copy, data: copyData(rows) }));
+      yield* chunked(rows, (rows) => ({ copy, data: copyData(rows) }), COPY_ROWS, COPY_BYTES);
     }
   }
 
@@ -435,15 +443,20 @@ function matchKey(keys: readonly string[]): string {
   return keys.map((k) => `t_.${quoteIdent(k)} = v_.${quoteIdent(k)}`).join(" and ");
 }
 
-/** Statements of up to ROWS_PER_STATEMENT rows / about BYTES_PER_STATEMENT bytes each. */
-function* chunked<R extends CopyRow, T>(all: R[], statement: (rows: R[]) => T): Generator<T> {
+/** Statements of up to `most` rows / about `mostBytes` bytes each. */
+function* chunked<R extends CopyRow, T>(
+  all: R[],
+  statement: (rows: R[]) => T,
+  most = ROWS_PER_STATEMENT,
+  mostBytes = BYTES_PER_STATEMENT,
+): Generator<T> {
   let rows: R[] = [];
   let bytes = 0;
   for (const values of all) {
     rows.push(values);
     if (values instanceof RawTuple) bytes += values.bytes.length;
     else for (const v of values as (string | null)[]) bytes += v?.length ?? 4;
-    if (rows.length >= ROWS_PER_STATEMENT || bytes >= BYTES_PER_STATEMENT) {
+    if (rows.length >= most || bytes >= mostBytes) {
       yield statement(rows);
       rows = [];
       bytes = 0;
