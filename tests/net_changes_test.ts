@@ -22,6 +22,8 @@ alter table toasty alter column big set storage external;
 create table ident (id integer generated always as identity primary key, v integer,
                     g integer generated always as (v * 2) stored);
 create table trunc (id integer primary key, v integer);
+create table conv (id integer primary key, t text, u text);
+create table single (t text primary key);
 insert into k1 select g, g, 'row ' || g from generate_series(1, 100) g;
 insert into uniq values (1, 'a@x', 0), (2, 'b@x', 0);
 insert into toasty select g, repeat(md5(g::text), 200), 0 from generate_series(1, 3) g;
@@ -86,6 +88,13 @@ delete from toasty where id = 3;
 insert into ident (v) values (1), (2);
 update ident set v = 20 where id = 2;
 delete from ident where id = 1;
+-- inserts held as COPY text, read back by key when another change follows: escapes, NULL,
+-- the text \N, an empty line (one column, empty text) survive
+insert into conv values (1, E'tab\there\\\\back\nnl\rcr', '\\N'), (2, '', null), (3, 'plain', '\\\\N');
+update conv set u = 'set' where id = 2;
+insert into conv values (4, 'after', 'x');
+insert into single values (''), ('a');
+delete from single where t = 'a';
 -- TRUNCATE between changes of the same table
 insert into trunc values (1, 1), (2, 2);
 update trunc set v = 3 where id = 1;

@@ -78,12 +78,12 @@ class TableChanges {
   /** By key: the key's text, or for a one-column key that is a plain integer, that number. */
   entries = new Map<Key, Entry>();
   /**
-   * New rows held while nothing else is (`entries` is empty), in order, not yet
-   * looked up by key: a run of INSERTs costs no key decoding and no map. The
-   * first other change keys them (`#keyInserts`). A table without a key only
-   * ever holds these.
+   * New rows held while nothing else is (`entries` is empty), by column array,
+   * already as COPY text: a run of INSERTs costs no key decoding, no map and no
+   * objects kept per row. The first other change reads them back and keys
+   * them (`#keyInserts`). A table without a key only ever holds these.
    */
-  #inserts: Tuple[] = [];
+  #copies = new Map<readonly Column[], CopyLines>();
   /** Where the key columns are in a tuple of each column array (null: not all there). */
   readonly #keyIndexesByColumns = new WeakMap<readonly Column[], number[] | null>();
   /** The column array of the last change, and its key indexes: most runs share one. */
@@ -98,16 +98,16 @@ class TableChanges {
   add(change: Insert | Update | Delete): boolean {
     if (this.target.keyColumns.length === 0) {
       if (change.tag !== "Insert") return false;
-      this.#inserts.push(change.new);
+      this.#copy(change.new);
       return true;
     }
     if (change.tag === "Insert" && this.entries.size === 0) {
       // A source with this key never inserts a key twice without a change in between.
       if (this.#keyIndexes(change.new) === null) return false;
-      this.#inserts.push(change.new);
+      this.#copy(change.new);
       return true;
     }
-    if (this.#inserts.length > 0 && !this.#keyInserts()) return false;
+    if (this.#copies.size > 0 && !this.#keyInserts()) return false;
     const key = this.#keyOf(change);
     if (key === undefined) return false;
     const entry = this.entries.get(key);
@@ -163,14 +163,25 @@ class TableChanges {
    */
   #keyInserts(): boolean {
     const entries = new Map<Key, Entry>();
-    for (const row of this.#inserts) {
-      const key = this.#keyIn(row);
-      if (key === undefined || entries.has(key)) return false;
-      entries.set(key, { deleted: false, inserted: true, row });
+    for (const lines of this.#copies.values()) {
+      for (const row of lines.tuples()) {
+        const key = this.#keyIn(row);
+        if (key === undefined || entries.has(key)) return false;
+        entries.set(key, { deleted: false, inserted: true, row });
+      }
     }
     this.entries = entries;
-    this.#inserts = [];
+    this.#copies.clear();
     return true;
+  }
+
+  /** Adds a new row to the COPY text of its column array. */
+  #copy(row: Tuple): void {
+    let lines = this.#copies.get(row.columns);
+    if (lines === undefined) {
+      this.#copies.set(row.columns, lines = new CopyLines(row.columns, this.#shape(row, false)));
+    }
+    lines.add(row);
   }
 
   /** Where the key columns are in a tuple of this column array; null when not all are there. */
@@ -225,7 +236,6 @@ class TableChanges {
       }
       shape.rows.push(shape.whole && row instanceof RawTuple ? row : shapeValues(shape, row));
     };
-    for (const row of this.#inserts) insert(row);
     for (const [key, entry] of this.entries) {
       if (entry.deleted) deleted.push(keyValues(key));
       const row = entry.row;
@@ -270,8 +280,11 @@ class TableChanges {
     // Inserts go as COPY: the server parses rows of text far faster than VALUES
     // lists. Like INSERT it fires triggers (none in replica mode on a reorderable
     // table) and takes identity values as given, but never rules (there are none).
+    for (const lines of this.#copies.values()) {
+      yield { copy: copyStatement(table, lines.names), data: lines.data };
+    }
     for (const { names, rows } of inserts.values()) {
-      const copy = `copy ${table} (${names.map(quoteIdent).join(", ")}) from stdin`;
+      const copy = copyStatement(table, names);
       yield* chunked(rows, (rows) => ({ copy, data: copyData(rows) }), COPY_ROWS, COPY_BYTES);
     }
   }
@@ -296,6 +309,70 @@ class TableChanges {
     return { names, indexes, whole: indexes.length === row.values.length, rows: [] };
   }
 }
+
+function copyStatement(table: string, names: readonly string[]): string {
+  return `copy ${table} (${names.map(quoteIdent).join(", ")}) from stdin`;
+}
+
+/**
+ * New rows of one column array as the lines of a COPY (the columns of their
+ * insert shape), in order.
+ */
+class CopyLines {
+  readonly columns: readonly Column[];
+  readonly names: readonly string[];
+  readonly #shape: Omit<Shape, "rows">;
+  #bytes = new Uint8Array(16 * 1024);
+  #length = 0;
+
+  constructor(columns: readonly Column[], shape: Omit<Shape, "rows">) {
+    this.columns = columns;
+    this.names = shape.names;
+    this.#shape = shape;
+  }
+
+  add(row: Tuple): void {
+    if (this.#shape.whole && row instanceof RawTuple) {
+      // At most: every byte escaped, plus a separator and `\N` per value.
+      this.#reserve(2 * row.bytes.length + 3 * row.kinds.length + 1);
+      this.#length = copyRawRow(this.#bytes, this.#length, row);
+      return;
+    }
+    const line = copyLine(shapeValues(this.#shape, row));
+    this.#reserve(3 * line.length);
+    this.#length += encoder.encodeInto(line, this.#bytes.subarray(this.#length)).written;
+  }
+
+  #reserve(most: number): void {
+    if (this.#length + most > this.#bytes.length) {
+      this.#bytes = grown(this.#bytes, this.#length + most);
+    }
+  }
+
+  /** The COPY data. */
+  get data(): Uint8Array {
+    return this.#bytes.subarray(0, this.#length);
+  }
+
+  /** The rows read back, with NULL where a column is not written (generated). */
+  *tuples(): Generator<Tuple> {
+    const text = new TextDecoder().decode(this.data);
+    const { indexes } = this.#shape;
+    const lines = text.split("\n");
+    lines.pop(); // after the last line's newline
+    for (const line of lines) {
+      const values: (string | null)[] = new Array(this.columns.length).fill(null);
+      line.split("\t").forEach((field, i) => {
+        values[indexes[i]!] = field === "\\N"
+          ? null
+          : field.replace(/\\(.)/g, (_, c: string) => COPY_UNESCAPES[c] ?? c);
+      });
+      yield { columns: this.columns, values };
+    }
+  }
+}
+
+const COPY_UNESCAPES: Record<string, string> = { n: "\n", r: "\r", t: "\t" };
 
 /** The values of `row` that its shape writes (the row's own array when it writes all). */
 function shapeValues(shape: Omit<Shape, "rows">, row: Tuple): (string | null)[] {
