@@ -76,6 +76,7 @@ const target: TargetTable = {
     ["abalance", "pg_catalog.int4"],
     ["filler", "pg_catalog.bpchar"],
   ]),
+  arrayColumns: new Set(),
 };
 const updates = Array.from({ length: 1000 }, (_, i) => update(i % 700));
 Deno.bench("merge 1,000 UPDATEs of 700 rows and write their statements", () => {

@@ -24,6 +24,8 @@ create table ident (id integer generated always as identity primary key, v integ
 create table trunc (id integer primary key, v integer);
 create table conv (id integer primary key, t text, u text);
 create table single (t text primary key);
+create table arr (id integer primary key, a integer[], t text);
+insert into arr values (1, '{1,2}', 'x'), (2, null, 'y'), (3, '{}', 'z');
 insert into k1 select g, g, 'row ' || g from generate_series(1, 100) g;
 insert into uniq values (1, 'a@x', 0), (2, 'b@x', 0);
 insert into toasty select g, repeat(md5(g::text), 200), 0 from generate_series(1, 3) g;
@@ -95,6 +97,13 @@ update conv set u = 'set' where id = 2;
 insert into conv values (4, 'after', 'x');
 insert into single values (''), ('a');
 delete from single where t = 'a';
+-- updates and deletes pass their rows as arrays: quotes, backslashes, braces, the text NULL;
+-- a table with an array column passes them as VALUES
+update k1 set t = E'"{x}", \\\\ NULL' where id = 9;
+update k1 set t = 'NULL' where id = 10;
+update arr set a = '{{1,2},{3,4}}', t = E'q"uo\\\\te {a,b}' where id = 1;
+update arr set t = 'NULL', a = '{NULL}' where id = 2;
+delete from arr where id = 3;
 -- TRUNCATE between changes of the same table
 insert into trunc values (1, 1), (2, 2);
 update trunc set v = 3 where id = 1;

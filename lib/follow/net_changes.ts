@@ -21,7 +21,7 @@
  */
 import type { Column, Delete, Insert, Tuple, Update, Value } from "../decode/change.ts";
 import { isUnchangedToast, RawTuple } from "../decode/change.ts";
-import { literal, qualifiedName, quoteIdent } from "../pg/quote.ts";
+import { literal, qualifiedName, quoteIdent, quoteLiteral } from "../pg/quote.ts";
 import type { TargetTable } from "./sql.ts";
 
 /** Rows to write with `COPY … FROM STDIN`: the statement and its data, in text format (UTF-8). */
@@ -255,26 +255,20 @@ class TableChanges {
       if (shape === undefined) updates.set(name, shape = this.#shape(row, true));
       shape.rows.push([...keyValues(key), ...shapeValues(shape, row)]);
     }
-    const keyTypes = keys.map((name) => typeOf(target, name));
     yield* chunked(
       deleted,
       (rows) =>
-        `delete from ${table} as t_ using (values ${typedRows(rows, keyTypes)}) as v_(${
-          keys.map(quoteIdent).join(", ")
-        }) where ${matchKey(keys)}`,
+        `delete from ${table} as t_ using ${rowSource(target, keys, rows)} where ${matchKey(keys)}`,
     );
     for (const { names, rows } of updates.values()) {
       if (names.length === 0) continue; // only unchanged or key columns: nothing to set
       const named = [...keys, ...names];
-      const rowTypes = named.map((name) => typeOf(target, name));
       yield* chunked(
         rows,
         (rows) =>
           `update ${table} as t_ set ${
             names.map((c) => `${quoteIdent(c)} = v_.${quoteIdent(c)}`).join(", ")
-          } from (values ${typedRows(rows, rowTypes)}) as v_(${
-            named.map(quoteIdent).join(", ")
-          }) where ${matchKey(keys)}`,
+          } from ${rowSource(target, named, rows)} where ${matchKey(keys)}`,
       );
     }
     // Inserts go as COPY: the server parses rows of text far faster than VALUES
@@ -507,14 +501,38 @@ function typeOf(target: TargetTable, column: string): string {
 }
 
 /**
- * VALUES rows with the first row's values cast to the columns' types: the
- * untyped literals of the other rows then take the same types.
+ * The rows as `v_(columns)` for a join: one array literal per column, cast to
+ * the column's type and unnested, which the server takes in less time than a
+ * VALUES list of the same rows (it parses no expression per value). Columns of
+ * an array type cannot be array elements: then VALUES, with the first row's
+ * values cast to the columns' types (the untyped literals of the other rows
+ * take the same).
  */
-function typedRows(rows: (string | null)[][], types: string[]): string {
-  return rows.map((row, r) =>
-    `(${row.map((v, i) => r === 0 ? `${literal(v)}::${types[i]}` : literal(v)).join(",")})`
-  ).join(",");
+function rowSource(target: TargetTable, columns: string[], rows: (string | null)[][]): string {
+  const types = columns.map((name) => typeOf(target, name));
+  const alias = `v_(${columns.map(quoteIdent).join(", ")})`;
+  if (columns.some((name) => target.arrayColumns.has(name))) {
+    const values = rows.map((row, r) =>
+      `(${row.map((v, i) => r === 0 ? `${literal(v)}::${types[i]}` : literal(v)).join(",")})`
+    );
+    return `(values ${values.join(",")}) as ${alias}`;
+  }
+  const arrays = types.map((type, i) => `${quoteLiteral(arrayLiteral(rows, i))}::${type}[]`);
+  return `unnest(${arrays.join(", ")}) as ${alias}`;
 }
+
+/** Column `i` of the rows as the text of an array: elements quoted, NULL as such. */
+function arrayLiteral(rows: (string | null)[][], i: number): string {
+  let text = "{";
+  for (let r = 0; r < rows.length; r++) {
+    const value = rows[r]![i] as string | null;
+    if (r > 0) text += ",";
+    text += value === null ? "NULL" : `"${value.replace(ARRAY_SPECIAL, "\\$&")}"`;
+  }
+  return text + "}";
+}
+
+const ARRAY_SPECIAL = /["\\]/g;
 
 function matchKey(keys: readonly string[]): string {
   return keys.map((k) => `t_.${quoteIdent(k)} = v_.${quoteIdent(k)}`).join(" and ");

@@ -26,7 +26,10 @@ select c.relkind = 'p' as partitioned,
           from pg_attribute a
           join pg_type t on t.oid = a.atttypid
           join pg_namespace tn on tn.oid = t.typnamespace
-         where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as column_types
+         where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as column_types,
+       to_json(array(select a.attname::text from pg_attribute a join pg_type t on t.oid = a.atttypid
+              where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+                and t.typcategory = 'A')) as array_columns
   from pg_class c join pg_namespace n on n.oid = c.relnamespace
   left join lateral (select i.indexrelid, i.indkey from pg_index i
                       where i.indrelid = c.oid and (i.indisreplident or i.indisprimary)
@@ -73,6 +76,7 @@ export class TargetTables {
       generated: new Set(JSON.parse(row[3]!) as string[]),
       reorderable: row[4] === "t",
       columnTypes: new Map(Object.entries(JSON.parse(row[5] ?? "{}") as Record<string, string>)),
+      arrayColumns: new Set(JSON.parse(row[6] ?? "[]") as string[]),
     };
     this.#cache.set(`${name.schema}.${name.table}`, table);
     return table;
