@@ -145,6 +145,8 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
       idle = 0;
       if (record.kind === RecordKind.Keepalive) {
         await commitGroup();
+        // Nothing was sent up to here, but never report past an endpos set since the last poll.
+        sentinel = readSentinel(catalog.db);
         const reach = sentinel.endpos !== 0n && record.lsn > sentinel.endpos
           ? sentinel.endpos
           : record.lsn;
@@ -181,6 +183,12 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
       await batch.rollback();
       throw err;
     });
+    if (
+      sentinel.endpos !== 0n && replayed > sentinel.endpos && batch.committed <= sentinel.endpos
+    ) {
+      // Only keepalives lie past endpos (one read before endpos was set): stop exactly there.
+      replayed = sentinel.endpos;
+    }
     await report(true);
     return signal?.aborted ? "aborted" : "endpos";
   } catch (err) {
@@ -459,6 +467,11 @@ class TargetBatch {
     });commit`;
     this.#group = undefined;
     await this.#send(group);
+  }
+
+  /** The end of the last source transaction the server has committed (as of the last answer). */
+  get committed(): Lsn {
+    return this.#committed;
   }
 
   /** Waits for everything sent; returns the end of the last committed transaction (0 when none). */
