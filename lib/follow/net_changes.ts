@@ -48,14 +48,6 @@ const ROWS_PER_STATEMENT = 1000;
 /** Bytes of values per statement, about (a statement is cut after the row that passes it). */
 const BYTES_PER_STATEMENT = 256 * 1024;
 
-/**
- * Rows per COPY, at most, and its bytes, about: a COPY streams its rows, and
- * every statement of a target transaction costs the server a little until the
- * commit, so few and large.
- */
-const COPY_ROWS = 100_000;
-const COPY_BYTES = 8 * 1024 * 1024;
-
 /** Rows that write the same columns: one statement (or a few) for all of them. */
 interface Shape {
   names: string[];
@@ -64,13 +56,6 @@ interface Shape {
   whole: boolean;
   rows: (string | null)[][];
 }
-
-/** Inserted rows of one shape; a whole row read from the spool stays its RawTuple (bytes). */
-interface InsertShape extends Omit<Shape, "rows"> {
-  rows: CopyRow[];
-}
-
-type CopyRow = (string | null)[] | RawTuple;
 
 /** The changes held for one table. */
 class TableChanges {
@@ -227,21 +212,14 @@ class TableChanges {
     const deleted: string[][] = [];
     /** Updates by column array and the unchanged TOAST they leave out. */
     const updates = new Map<string, Shape>();
-    const inserts = new Map<readonly Column[], InsertShape>();
     const shapeIds = new Map<readonly Column[], number>();
-    const insert = (row: Tuple) => {
-      let shape = inserts.get(row.columns);
-      if (shape === undefined) {
-        inserts.set(row.columns, shape = { ...this.#shape(row, false), rows: [] });
-      }
-      shape.rows.push(shape.whole && row instanceof RawTuple ? row : shapeValues(shape, row));
-    };
     for (const [key, entry] of this.entries) {
       if (entry.deleted) deleted.push(keyValues(key));
       const row = entry.row;
       if (row === undefined) continue;
       if (entry.inserted) {
-        insert(row);
+        // Into the COPY text (empty while there are entries): this table is forgotten next.
+        this.#copy(row);
         continue;
       }
       let id = shapeIds.get(row.columns);
@@ -271,15 +249,16 @@ class TableChanges {
           } from ${rowSource(target, named, rows)} where ${matchKey(keys)}`,
       );
     }
-    // Inserts go as COPY: the server parses rows of text far faster than VALUES
-    // lists. Like INSERT it fires triggers (none in replica mode on a reorderable
-    // table) and takes identity values as given, but never rules (there are none).
+    // Inserts go as COPY, one per column array: the server parses rows of text far
+    // faster than VALUES lists, and every statement of a target transaction costs it
+    // a little until the commit. Like INSERT it fires triggers (none in replica mode on
+    // a reorderable table) and takes identity values as given, but never rules (there
+    // are none).
     for (const lines of this.#copies.values()) {
-      yield { copy: copyStatement(table, lines.names), data: lines.data };
-    }
-    for (const { names, rows } of inserts.values()) {
-      const copy = copyStatement(table, names);
-      yield* chunked(rows, (rows) => ({ copy, data: copyData(rows) }), COPY_ROWS, COPY_BYTES);
+      yield {
+        copy: `copy ${table} (${lines.names.map(quoteIdent).join(", ")}) from stdin`,
+        data: lines.data,
+      };
     }
   }
 
@@ -304,13 +283,10 @@ class TableChanges {
   }
 }
 
-function copyStatement(table: string, names: readonly string[]): string {
-  return `copy ${table} (${names.map(quoteIdent).join(", ")}) from stdin`;
-}
-
 /**
  * New rows of one column array as the lines of a COPY (the columns of their
- * insert shape), in order.
+ * insert shape), in order: COPY text format, UTF-8, values tab-separated, `\N`
+ * for NULL, backslash escapes. A RawTuple's values are copied byte by byte.
  */
 class CopyLines {
   readonly columns: readonly Column[];
@@ -538,20 +514,17 @@ function matchKey(keys: readonly string[]): string {
   return keys.map((k) => `t_.${quoteIdent(k)} = v_.${quoteIdent(k)}`).join(" and ");
 }
 
-/** Statements of up to `most` rows / about `mostBytes` bytes each. */
-function* chunked<R extends CopyRow, T>(
-  all: R[],
-  statement: (rows: R[]) => T,
-  most = ROWS_PER_STATEMENT,
-  mostBytes = BYTES_PER_STATEMENT,
+/** Statements of up to ROWS_PER_STATEMENT rows / about BYTES_PER_STATEMENT bytes each. */
+function* chunked<T>(
+  all: (string | null)[][],
+  statement: (rows: (string | null)[][]) => T,
 ): Generator<T> {
-  let rows: R[] = [];
+  let rows: (string | null)[][] = [];
   let bytes = 0;
   for (const values of all) {
     rows.push(values);
-    if (values instanceof RawTuple) bytes += values.bytes.length;
-    else for (const v of values as (string | null)[]) bytes += v?.length ?? 4;
-    if (rows.length >= most || bytes >= mostBytes) {
+    for (const v of values) bytes += v?.length ?? 4;
+    if (rows.length >= ROWS_PER_STATEMENT || bytes >= BYTES_PER_STATEMENT) {
       yield statement(rows);
       rows = [];
       bytes = 0;
@@ -574,28 +547,6 @@ COPY_ESCAPE_BYTES[10] = 110;
 COPY_ESCAPE_BYTES[13] = 114;
 COPY_ESCAPE_BYTES[92] = 92;
 const encoder = new TextEncoder();
-
-/**
- * COPY text format, UTF-8: one line per row, values tab-separated, `\N` for
- * NULL, backslash escapes. A RawTuple's values are copied byte by byte.
- */
-function copyData(rows: CopyRow[]): Uint8Array {
-  let out = new Uint8Array(16 * 1024);
-  let p = 0;
-  for (const row of rows) {
-    if (row instanceof RawTuple) {
-      // At most: every byte escaped, plus a separator and `\N` per value.
-      const most = 2 * row.bytes.length + 3 * row.kinds.length + 1;
-      if (p + most > out.length) out = grown(out, p + most);
-      p = copyRawRow(out, p, row);
-      continue;
-    }
-    const line = copyLine(row);
-    if (p + 3 * line.length > out.length) out = grown(out, p + 3 * line.length);
-    p += encoder.encodeInto(line, out.subarray(p)).written;
-  }
-  return out.subarray(0, p);
-}
 
 function grown(out: Uint8Array, need: number): Uint8Array<ArrayBuffer> {
   const bigger = new Uint8Array(Math.max(need, 2 * out.length));
