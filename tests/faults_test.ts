@@ -272,7 +272,7 @@ function count(uri: string, table = "hist"): Promise<number> {
 // The faults
 
 Deno.test("connect(): a one-connection client whose connection is lost fails every later query (retryable) instead of running it in a new session without its state", async () => {
-  const sql = connect(targetUri(), { role: "target" });
+  const sql = await connect(targetUri(), { role: "target" });
   try {
     assertEquals((sql.options as unknown as { max_lifetime: unknown }).max_lifetime, 0);
     await sql.unsafe("prepare faults_probe as select 1");

@@ -164,10 +164,10 @@ Deno.test("ScramSha256 refuses a wrong server signature and a nonce it did not s
   );
 });
 
-Deno.test("md5PasswordResponse() hashes password, user and salt the way PostgreSQL does", () => {
+Deno.test("md5PasswordResponse() hashes password, user and salt the way PostgreSQL does", async () => {
   // python3: "md5" + md5(md5(b"secretpostgres").hexdigest().encode() + bytes([1, 2, 3, 4]))
   assertEquals(
-    md5PasswordResponse("postgres", "secret", new Uint8Array([1, 2, 3, 4])),
+    await md5PasswordResponse("postgres", "secret", new Uint8Array([1, 2, 3, 4])),
     "md5bb41a296aab6baccb36ff243a562abff",
   );
 });

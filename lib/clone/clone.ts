@@ -8,8 +8,10 @@
  *                in parts; as soon as a table's rows are in, --index-jobs
  *                workers build its indexes and constraints, then it is vacuumed
  *  5. blobs      large-object contents, inside the snapshot
- *  6. sequences  setval from the source's state
- *  7. post-data  pg_restore of what is left (foreign keys, triggers, …)
+ *  6. sequences  setval from the source's state, once every row is in
+ *  7. post-data  pg_restore of what is left (foreign keys, triggers, …), once
+ *                every index is built
+ *  Steps 6 and 7 run while the last tables are still indexed and vacuumed.
  *
  * Progress goes to the catalog as it happens; `--resume` skips what is done.
  */
@@ -183,10 +185,19 @@ class CloneRun {
       log.info("the clone recorded in this catalog is done: nothing to do");
       return;
     }
-    await this.#serverInfo();
-    // Only steps that read rows (or dump the schema) need the snapshot.
-    if (["dump-schema", "copy", "large-objects"].some((s) => this.#wants(s as CloneStep))) {
-      await this.#takeSnapshot();
+    // Only steps that read rows (or dump the schema) need the snapshot; it is
+    // taken while the servers' versions and encodings are read.
+    const needsSnapshot = ["dump-schema", "copy", "large-objects"].some((s) =>
+      this.#wants(s as CloneStep)
+    );
+    const setup = await Promise.allSettled([
+      this.#serverInfo(),
+      needsSnapshot ? this.#takeSnapshot() : Promise.resolve(),
+    ]);
+    const failed = setup.find((r) => r.status === "rejected");
+    if (failed !== undefined) {
+      await this.#releaseSnapshot();
+      throw (failed as PromiseRejectedResult).reason;
     }
     try {
       await Deno.mkdir(this.schemaDir, { recursive: true });
@@ -213,18 +224,23 @@ class CloneRun {
         if (clean) await this.#dropForeignKeysTo(inventory);
         await this.#restore(dumpFile, { section: "pre-data", list: lists.pre, clean });
       });
-      await this.#copyData(inventory, lists.tables, lists.indexes);
-      await this.#step("sequences", async () => {
-        const source = await this.#connect("source");
-        const target = await this.#connect("target");
-        try {
-          return `${await copySequences(source, target, lists.sequences)} sequences`;
-        } finally {
-          await this.#closeQuietly(source, target);
-        }
-      });
-      await this.#step("post-data", async () => {
-        await this.#restore(dumpFile, { section: "post-data", list: lists.post });
+      // Sequences once the rows are in, and post-data once the indexes are: both
+      // while the last tables are still being indexed or vacuumed.
+      await this.#copyData(inventory, lists.tables, lists.indexes, {
+        afterCopy: () =>
+          this.#step("sequences", async () => {
+            const source = await this.#connect("source");
+            const target = await this.#connect("target");
+            try {
+              return `${await copySequences(source, target, lists.sequences)} sequences`;
+            } finally {
+              await this.#closeQuietly(source, target);
+            }
+          }),
+        afterIndexes: () =>
+          this.#step("post-data", async () => {
+            await this.#restore(dumpFile, { section: "post-data", list: lists.post });
+          }),
       });
       if (this.o.steps === undefined) await finishStep(this.catalog, "clone", 0);
     } finally {
@@ -458,7 +474,12 @@ class CloneRun {
     return readPlan(this.catalog.db);
   }
 
-  async #copyData(inventory: Inventory, tables: SourceTable[], indexes: SourceIndex[]) {
+  async #copyData(
+    inventory: Inventory,
+    tables: SourceTable[],
+    indexes: SourceIndex[],
+    then: { afterCopy: () => Promise<void>; afterIndexes: () => Promise<void> },
+  ) {
     const plan = await this.#plan(tables);
     const byOid = new Map(tables.map((t) => [t.oid, t]));
     for (const state of plan) {
@@ -648,6 +669,7 @@ class CloneRun {
         return await this.#copyLargeObjects(inventory.largeObjects);
       });
       await this.#releaseSnapshot();
+      await then.afterCopy();
     };
 
     const indexPhase = async () => {
@@ -697,6 +719,7 @@ class CloneRun {
         await finishStep(this.catalog, "indexes", performance.now() - indexStarted);
       }
       vacuumQueue.close();
+      await then.afterIndexes();
     };
 
     const vacuumPhase = async () => {

@@ -5,7 +5,6 @@
  * computed on source and target at the same time. Tables without a key sort
  * by the text of the whole row. Sequences compare `last_value` and `is_called`.
  */
-import { createHash } from "node:crypto";
 import { CopyConnection } from "../pg/copy_connection.ts";
 import { quoteIdent } from "../pg/quote.ts";
 import {
@@ -90,6 +89,7 @@ export function checksumSql(table: ComparedTable): string {
 }
 
 async function checksum(connection: CopyConnection, sql: string): Promise<DataChecksum> {
+  const { createHash } = await import("node:crypto");
   const hash = createHash("md5");
   const count = await connection.copyOut(sql, (frames) => {
     hash.update(frames);

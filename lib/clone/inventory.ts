@@ -3,8 +3,8 @@
  * indexes and constraints, the sequences, and what the filters leave out.
  * Read inside the clone's snapshot, so that it matches the schema dump.
  */
-import { connect } from "../pg/connect.ts";
-import { qualifiedName } from "../pg/quote.ts";
+import { CopyConnection } from "../pg/copy_connection.ts";
+import { qualifiedName, quoteLiteral } from "../pg/quote.ts";
 import {
   type Filters,
   indexExcluded,
@@ -87,29 +87,38 @@ export interface Inventory {
 
 type Row = Record<string, unknown>;
 
-/** Reads the inventory, inside `snapshot` when given. */
+/**
+ * Reads the inventory, inside `snapshot` when given. Each query's rows come
+ * back as one JSON array (numbers, booleans and the queries' json columns
+ * typed as postgres.js would give them), on a plain protocol connection.
+ */
 export async function readInventory(
   source: string,
   filters: Filters,
   snapshot: string | undefined,
 ): Promise<Inventory> {
-  const sql = connect(source, { role: "source" });
-  try {
-    return await sql.begin("isolation level repeatable read read only", async (tx) => {
-      if (snapshot !== undefined) {
-        await tx.unsafe(`set transaction snapshot '${snapshot.replaceAll("'", "''")}'`);
-      }
-      await tx.unsafe("set local search_path = ''");
-      const schemas = (await tx.unsafe(SCHEMAS)) as Row[];
-      const relations = (await tx.unsafe(RELATIONS)) as Row[];
-      const tables = (await tx.unsafe(TABLES)) as Row[];
-      const indexes = (await tx.unsafe(INDEXES)) as Row[];
-      const largeObjects = (await tx.unsafe(LARGE_OBJECTS)) as Row[];
-      return buildInventory(filters, schemas, relations, tables, indexes, largeObjects);
-    });
-  } finally {
-    await sql.end({ timeout: 5 });
-  }
+  await using connection = await CopyConnection.connect(source, { role: "source" });
+  await connection.query(
+    `begin isolation level repeatable read read only${
+      snapshot === undefined ? "" : `; set transaction snapshot ${quoteLiteral(snapshot)}`
+    }; set local search_path = ''`,
+  );
+  const rows = async (sql: string): Promise<Row[]> => {
+    const result = await connection.query(
+      `select coalesce(pg_catalog.json_agg(q), '[]')::text from (${sql}) q`,
+    );
+    return JSON.parse(result.rows[0]![0]!) as Row[];
+  };
+  const inventory = buildInventory(
+    filters,
+    await rows(SCHEMAS),
+    await rows(RELATIONS),
+    await rows(TABLES),
+    await rows(INDEXES),
+    await rows(LARGE_OBJECTS),
+  );
+  await connection.query("commit");
+  return inventory;
 }
 
 function buildInventory(

@@ -43,7 +43,7 @@ export interface HoldSnapshotOptions {
 /** Exports a snapshot, records it, and holds it until `signal` aborts. */
 export async function holdSnapshot(options: HoldSnapshotOptions): Promise<void> {
   if (options.slot !== undefined) return await holdSlotSnapshot(options, options.slot);
-  const sql = connect(options.source, { role: "source" });
+  const sql = await connect(options.source, { role: "source" });
   try {
     await sql.begin("isolation level repeatable read read only", async (tx) => {
       await tx.unsafe("set local idle_in_transaction_session_timeout = 0");

@@ -121,7 +121,7 @@ export class MetricsServer implements AsyncDisposable {
 
   /** The source's position and the slot's, or undefined when the source does not answer in time. */
   async #sourceUsage(): Promise<SlotUsage | undefined> {
-    const source = this.#source ??= connect(this.#context.source, { role: "source" });
+    const source = this.#source ??= await connect(this.#context.source, { role: "source" });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(

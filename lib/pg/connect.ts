@@ -1,10 +1,17 @@
 /**
  * Ordinary SQL connections (postgres.js). The replication connection lives in
  * replication.ts.
+ *
+ * postgres.js is imported on the first connect, not with this module: loading
+ * it (and Deno's Node compatibility layer under it) takes ~60 ms, and the
+ * commands that never use it (clone's data path, the sentinel over SQLite, help)
+ * should not wait for that at start-up.
  */
-import postgres from "postgres";
+import type postgres from "postgres";
 import { OperatorError } from "../errors.ts";
 import { maskPassword, maskPasswordsIn } from "./uri.ts";
+
+let postgresJs: typeof postgres | undefined;
 
 /** A postgres.js client. */
 export type Sql = postgres.Sql<Record<string, never>>;
@@ -35,9 +42,10 @@ export interface ConnectOptions {
  * connection closes, the client ends: every later query fails with
  * `CONNECTION_ENDED` (retryable), and the caller starts over with a new client.
  */
-export function connect(pguri: string, options: ConnectOptions = {}): Sql {
+export async function connect(pguri: string, options: ConnectOptions = {}): Promise<Sql> {
   const max = options.max ?? 1;
-  const sql: postgres.Sql = postgres(pguri, {
+  postgresJs ??= (await import("postgres")).default;
+  const sql: postgres.Sql = postgresJs(pguri, {
     max,
     connect_timeout: options.connectTimeout ?? 10,
     onnotice: () => {},
@@ -64,7 +72,7 @@ export async function withConnection<T>(
   role: string,
   fn: (sql: Sql) => Promise<T>,
 ): Promise<T> {
-  const sql = connect(pguri, { role });
+  const sql = await connect(pguri, { role });
   try {
     return await fn(sql);
   } catch (err) {

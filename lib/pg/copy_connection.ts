@@ -527,7 +527,7 @@ export class CopyConnection implements AsyncDisposable {
           if (kind === 3) {
             await this.#write(frame(PASSWORD, password()));
           } else if (kind === 5) {
-            const answer = md5PasswordResponse(params.user, password(), body.subarray(4, 8));
+            const answer = await md5PasswordResponse(params.user, password(), body.subarray(4, 8));
             await this.#write(frame(PASSWORD, answer));
           } else if (kind === 10) {
             const mechanisms = cstrings(body, 4).filter((m) => m !== "");

@@ -15,7 +15,6 @@
  * Frames (all integers big-endian): `type:u8 length:u32 body`, where `length`
  * counts itself but not `type`; the startup and SSL request have no type byte.
  */
-import { createHash } from "node:crypto";
 import { formatLsn, type Lsn, parseLsn } from "../lsn.ts";
 import {
   parseReplicationMessage,
@@ -294,8 +293,17 @@ function describeServer(params: ConnectionParams): string {
 // ---------------------------------------------------------------------------
 // Authentication
 
-/** PostgreSQL's md5 password answer: `"md5" + md5(md5(password + user) + salt)`. */
-export function md5PasswordResponse(user: string, password: string, salt: Uint8Array): string {
+/**
+ * PostgreSQL's md5 password answer: `"md5" + md5(md5(password + user) + salt)`.
+ * node:crypto is imported here, not at start-up: loading it costs ~20 ms and
+ * only md5 authentication needs it (WebCrypto has no MD5).
+ */
+export async function md5PasswordResponse(
+  user: string,
+  password: string,
+  salt: Uint8Array,
+): Promise<string> {
+  const { createHash } = await import("node:crypto");
   const inner = createHash("md5").update(password + user).digest("hex");
   return "md5" + createHash("md5").update(inner).update(salt).digest("hex");
 }
@@ -1464,7 +1472,7 @@ async function startup(
         if (kind === 3) {
           await writeAll(conn, new FrameBuilder(0x70 /* p */).cstr(password()).end());
         } else if (kind === 5) {
-          const answer = md5PasswordResponse(params.user, password(), auth.bytes(4));
+          const answer = await md5PasswordResponse(params.user, password(), auth.bytes(4));
           await writeAll(conn, new FrameBuilder(0x70).cstr(answer).end());
         } else if (kind === 10) {
           const mechanisms: string[] = [];

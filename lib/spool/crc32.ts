@@ -2,9 +2,12 @@
  * CRC-32 (IEEE 802.3, zlib's): the checksum of every spool record. Ranges of
  * up to a few hundred bytes (nearly every record) are summed in JavaScript,
  * eight bytes a step (slicing-by-8), which costs less than the call into
- * node:zlib; longer ones go to node:zlib.
+ * node:zlib; longer ones go to node:zlib once it is loaded. It loads in the
+ * background (~30 ms that a static import would add to every start-up);
+ * until then the JavaScript loop sums every length, with the same result.
  */
-import { crc32 as zlibCrc32 } from "node:zlib";
+let zlibCrc32: ((bytes: Uint8Array) => number) | undefined;
+import("node:zlib").then((zlib) => zlibCrc32 = zlib.crc32);
 
 /** TABLE[k * 256 + b]: the CRC of byte b followed by k zero bytes. */
 const TABLE = new Int32Array(8 * 256);
@@ -29,7 +32,7 @@ const SHORT = 512;
 
 /** The CRC-32 of `bytes[start, end)`, as an unsigned 32-bit number. */
 export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number {
-  if (end - start >= SHORT) return zlibCrc32(bytes.subarray(start, end));
+  if (end - start >= SHORT && zlibCrc32 !== undefined) return zlibCrc32(bytes.subarray(start, end));
   let c = -1;
   let i = start;
   for (const last = end - 8; i <= last; i += 8) {
