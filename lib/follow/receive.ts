@@ -53,11 +53,7 @@ export async function runReceive(options: ReceiveOptions): Promise<ReceiveEnd> {
   const lookup = needsRelations(options.plugin)
     ? relationLookup(await withConnection(options.source, "source", loadRelations))
     : undefined;
-  const keep = await withConnection(
-    options.source,
-    "source",
-    (sql) => changeFilter(sql, options.filters),
-  );
+  const keep = await changeFilter(options.source, options.filters);
   const { decoder, options: pluginOptions } = decoderFor(
     options.plugin,
     options.publication,

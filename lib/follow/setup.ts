@@ -8,8 +8,9 @@ import { setupSentinel, updateSentinel } from "../catalog/sentinel_store.ts";
 import { OperatorError } from "../errors.ts";
 import { formatLsn, type Lsn, parseLsn } from "../lsn.ts";
 import { logger } from "../log.ts";
-import { type Sql, withConnection } from "../pg/connect.ts";
-import { quoteIdent } from "../pg/quote.ts";
+import { withConnection } from "../pg/connect.ts";
+import { CopyConnection } from "../pg/copy_connection.ts";
+import { quoteIdent, quoteLiteral } from "../pg/quote.ts";
 import { type CreatedSlot, ReplicationConnection } from "../pg/replication.ts";
 import { stripPassword } from "../pg/uri.ts";
 import type { Plugin } from "./decoder_for.ts";
@@ -67,16 +68,19 @@ export function heldSlot(
   };
 }
 
+// The steps a follow takes at every start use plain protocol connections:
+// postgres.js costs ~60 ms to load, on the way to streaming.
+
 async function slotExists(
-  sql: Sql,
+  source: string,
   slot: string,
 ): Promise<{ plugin: string; confirmed: Lsn } | undefined> {
-  const [row] = await sql`
-    select plugin, coalesce(confirmed_flush_lsn, restart_lsn)::text as confirmed
-      from pg_replication_slots where slot_name = ${slot}`;
-  return row === undefined
-    ? undefined
-    : { plugin: row["plugin"] as string, confirmed: parseLsn(row["confirmed"] as string) };
+  await using sql = await CopyConnection.connect(source, { role: "source" });
+  const { rows: [row] } = await sql.query(
+    `select plugin, coalesce(confirmed_flush_lsn, restart_lsn)::text
+       from pg_catalog.pg_replication_slots where slot_name = ${quoteLiteral(slot)}`,
+  );
+  return row === undefined ? undefined : { plugin: row[0]!, confirmed: parseLsn(row[1]!) };
 }
 
 /**
@@ -108,13 +112,14 @@ export async function createSlot(
  * decoded ("publication … does not exist").
  */
 export async function ensurePublication(source: string, publication: string): Promise<void> {
-  await withConnection(source, "source", async (sql) => {
-    const [found] = await sql`select 1 from pg_publication where pubname = ${publication}`;
-    if (found === undefined) {
-      await sql.unsafe(`create publication ${quoteIdent(publication)} for all tables`);
-      log.info(`created publication "${publication}" for all tables`);
-    }
-  });
+  await using sql = await CopyConnection.connect(source, { role: "source" });
+  const found = await sql.query(
+    `select 1 from pg_catalog.pg_publication where pubname = ${quoteLiteral(publication)}`,
+  );
+  if (found.rows.length === 0) {
+    await sql.query(`create publication ${quoteIdent(publication)} for all tables`);
+    log.info(`created publication "${publication}" for all tables`);
+  }
 }
 
 /**
@@ -153,21 +158,24 @@ export async function finishSetup(
 
 /** Creates the target's replication origin at the consistent point (reused with `resume`). */
 async function createOrigin(setup: StreamSetup, resume: boolean): Promise<void> {
-  await withConnection(setup.target, "target", async (sql) => {
-    const [found] = await sql`select 1 from pg_replication_origin where roname = ${setup.origin}`;
-    if (found !== undefined && !resume) {
-      throw new OperatorError(`Replication origin "${setup.origin}" already exists on the target`, {
-        hint: 'pass --resume to continue from its progress, or run "pgferry stream cleanup"',
-      });
-    }
-    if (found === undefined) {
-      await sql`select pg_replication_origin_create(${setup.origin})`;
-      await sql`select pg_replication_origin_advance(${setup.origin}, ${
-        formatLsn(setup.consistentPoint)
-      }::pg_lsn)`;
-      log.info(`created origin "${setup.origin}" at ${formatLsn(setup.consistentPoint)}`);
-    }
-  });
+  await using sql = await CopyConnection.connect(setup.target, { role: "target" });
+  const origin = quoteLiteral(setup.origin);
+  const found = await sql.query(
+    `select 1 from pg_catalog.pg_replication_origin where roname = ${origin}`,
+  );
+  if (found.rows.length > 0 && !resume) {
+    throw new OperatorError(`Replication origin "${setup.origin}" already exists on the target`, {
+      hint: 'pass --resume to continue from its progress, or run "pgferry stream cleanup"',
+    });
+  }
+  if (found.rows.length === 0) {
+    await sql.query(
+      `select pg_catalog.pg_replication_origin_create(${origin}); select pg_catalog.pg_replication_origin_advance(${origin}, ${
+        quoteLiteral(formatLsn(setup.consistentPoint))
+      }::pg_lsn)`,
+    );
+    log.info(`created origin "${setup.origin}" at ${formatLsn(setup.consistentPoint)}`);
+  }
 }
 
 /** Creates slot, publication, origin and sentinel (`stream setup`, `follow`). */
@@ -176,11 +184,7 @@ export async function setupStream(
   wanted: Omit<StreamSetup, "consistentPoint" | "snapshot">,
   options: { resume: boolean; apply: boolean },
 ): Promise<StreamSetup> {
-  const existing = await withConnection(
-    wanted.source,
-    "source",
-    (sql) => slotExists(sql, wanted.slot),
-  );
+  const existing = await slotExists(wanted.source, wanted.slot);
   let setup: StreamSetup;
   const held = heldSlot(catalog);
   if (existing !== undefined) {
