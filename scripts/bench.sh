@@ -271,8 +271,10 @@ load_and_mark() {
 # ---------------------------------------------------------------- waiting
 
 # start_marker_wait tdb file: in the background, writes the time the marker row shows up on tdb
+# The waiter commits between polls: one statement looping for the whole load would hold its snapshot,
+# and with it the target's xmin, so that no dead row version could be pruned while the consumer applies.
 start_marker_wait() {
-  (PGAPPNAME=bench_wait tq "$1" -c "do \$\$ begin while not exists (select 1 from public.bench_marker) loop perform pg_sleep(0.005); end loop; end \$\$" >/dev/null 2>&1 &&
+  (PGAPPNAME=bench_wait tq "$1" -c "do \$\$ begin while not exists (select 1 from public.bench_marker) loop commit; perform pg_sleep(0.005); end loop; end \$\$" >/dev/null 2>&1 &&
     now >"$2") &
   WAITER=$!
 }
