@@ -39,7 +39,8 @@ export class MetricsServer implements AsyncDisposable {
   readonly #context: MetricsContext;
   readonly #server: Deno.HttpServer;
   /** Opened on first use, dropped when it fails: the next scrape opens another. */
-  #source: Sql | undefined;
+  /** The client of the source, made once (concurrent scrapes share it). */
+  #source: Promise<Sql> | undefined;
 
   private constructor(endpoint: MetricsEndpoint, context: MetricsContext) {
     this.#context = context;
@@ -66,7 +67,7 @@ export class MetricsServer implements AsyncDisposable {
 
   async close(): Promise<void> {
     await this.#server.shutdown();
-    await this.#source?.end({ timeout: 5 });
+    await (await this.#source)?.end({ timeout: 5 });
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -121,7 +122,8 @@ export class MetricsServer implements AsyncDisposable {
 
   /** The source's position and the slot's, or undefined when the source does not answer in time. */
   async #sourceUsage(): Promise<SlotUsage | undefined> {
-    const source = this.#source ??= await connect(this.#context.source, { role: "source" });
+    const client = this.#source ??= connect(this.#context.source, { role: "source" });
+    const source = await client;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -133,7 +135,7 @@ export class MetricsServer implements AsyncDisposable {
       return await Promise.race([readSlotUsage(source, this.#context.slot), timeout]);
     } catch (err) {
       log.debug(`cannot read the source's position: ${errorMessage(err)}`);
-      if (this.#source === source) this.#source = undefined;
+      if (this.#source === client) this.#source = undefined;
       source.end({ timeout: 0 }).catch(() => {});
       return undefined;
     } finally {
