@@ -635,7 +635,7 @@ commit;
       elsewhere,
       ...tcp,
     ]);
-    expectOk(set, "set endpos over TCP");
+    expectOk(set, `set endpos over TCP (clone --follow wrote: ${follow.stderrSoFar})`);
     const { code, stderr } = await follow.exit(180_000);
     assertEquals(code, 0, stderr);
     assertStringIncludes(stderr, "sequences from the source");
