@@ -28,6 +28,7 @@ create table arr (id integer primary key, a integer[], t text);
 insert into arr values (1, '{1,2}', 'x'), (2, null, 'y'), (3, '{}', 'z');
 insert into k1 select g, g, 'row ' || g from generate_series(1, 100) g;
 insert into uniq values (1, 'a@x', 0), (2, 'b@x', 0);
+insert into k2 values (7, E'ü''s "\\\\ ✓', 'pre'), (8, E'ü''s "\\\\ ✓', 'pre');
 insert into toasty select g, repeat(md5(g::text), 200), 0 from generate_series(1, 3) g;
 `;
 
@@ -101,6 +102,10 @@ delete from single where t = 'a';
 -- a table with an array column passes them as VALUES
 update k1 set t = E'"{x}", \\\\ NULL' where id = 9;
 update k1 set t = 'NULL' where id = 10;
+-- text beyond ASCII, in values and in keys, with quotes and a backslash next to it
+update k1 set t = E'ünï ✓ ''q'' \\\\ "x"' where id = 13;
+update k2 set v = E'naïve ''v''' where a = 8;
+delete from k2 where a = 7;
 update arr set a = '{{1,2},{3,4}}', t = E'q"uo\\\\te {a,b}' where id = 1;
 update arr set t = 'NULL', a = '{NULL}' where id = 2;
 delete from arr where id = 3;

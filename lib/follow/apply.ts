@@ -390,8 +390,11 @@ class TargetBatch {
     if (this.#net.empty) return;
     for (const statement of this.#net.take(target)) {
       this.#flushPending();
-      if (typeof statement === "string") this.#text += statement + ";";
-      else this.#copy(statement);
+      if (statement instanceof Uint8Array) {
+        this.#endText();
+        this.#steps.push({ sql: statement });
+        this.#stepBytes += statement.length;
+      } else this.#copy(statement);
       if (this.#bytes >= this.#batchBytes) await this.#send();
     }
   }

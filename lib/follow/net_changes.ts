@@ -21,7 +21,7 @@
  */
 import type { Column, Delete, Insert, Tuple, Update, Value } from "../decode/change.ts";
 import { isUnchangedToast, RawTuple } from "../decode/change.ts";
-import { literal, qualifiedName, quoteIdent, quoteLiteral } from "../pg/quote.ts";
+import { literal, qualifiedName, quoteIdent } from "../pg/quote.ts";
 import type { TargetTable } from "./sql.ts";
 
 /** Rows to write with `COPY … FROM STDIN`: the statement and its data, in text format (UTF-8). */
@@ -48,13 +48,12 @@ const ROWS_PER_STATEMENT = 1000;
 /** Bytes of values per statement, about (a statement is cut after the row that passes it). */
 const BYTES_PER_STATEMENT = 256 * 1024;
 
-/** Rows that write the same columns: one statement (or a few) for all of them. */
+/** The columns rows of one kind write. */
 interface Shape {
   names: string[];
   indexes: number[];
   /** Every column of the row, in order: `indexes` is 0, 1, … */
   whole: boolean;
-  rows: (string | null)[][];
 }
 
 /** The changes held for one table. */
@@ -205,16 +204,16 @@ class TableChanges {
   }
 
   /** Statements that leave the table as the merged changes would. */
-  *statements(): Generator<string | CopyRows> {
+  *statements(): Generator<Uint8Array | CopyRows> {
     const target = this.target;
     const table = qualifiedName(target.schema, target.table);
     const keys = target.keyColumns;
-    const deleted: string[][] = [];
+    const deleted = rowSink(target, keys, []);
     /** Updates by column array and the unchanged TOAST they leave out. */
-    const updates = new Map<string, Shape>();
+    const updates = new Map<string, { names: string[]; rows: RowSink }>();
     const shapeIds = new Map<readonly Column[], number>();
     for (const [key, entry] of this.entries) {
-      if (entry.deleted) deleted.push(keyValues(key));
+      if (entry.deleted) deleted.add(keyValues(key), undefined);
       const row = entry.row;
       if (row === undefined) continue;
       if (entry.inserted) {
@@ -226,27 +225,27 @@ class TableChanges {
       if (id === undefined) shapeIds.set(row.columns, id = shapeIds.size);
       // Unchanged TOAST in an UPDATE: that column is left out of its statement.
       let name = `${id}`;
-      for (let i = 0; i < row.values.length; i++) {
-        if (isUnchangedToast(row.values[i] as Value)) name += `,${i}`;
+      if (!(row instanceof RawTuple) || row.kinds.includes("u")) {
+        for (let i = 0; i < row.values.length; i++) {
+          if (isUnchangedToast(row.values[i] as Value)) name += `,${i}`;
+        }
       }
-      let shape = updates.get(name);
-      if (shape === undefined) updates.set(name, shape = this.#shape(row, true));
-      shape.rows.push([...keyValues(key), ...shapeValues(shape, row)]);
+      let update = updates.get(name);
+      if (update === undefined) {
+        const { names, indexes } = this.#shape(row, true);
+        update = { names, rows: rowSink(target, [...keys, ...names], indexes) };
+        updates.set(name, update);
+      }
+      update.rows.add(keyValues(key), row);
     }
-    yield* chunked(
-      deleted,
-      (rows) =>
-        `delete from ${table} as t_ using ${rowSource(target, keys, rows)} where ${matchKey(keys)}`,
-    );
+    yield* deleted.statements(`delete from ${table} as t_ using `, ` where ${matchKey(keys)}`);
     for (const { names, rows } of updates.values()) {
       if (names.length === 0) continue; // only unchanged or key columns: nothing to set
-      const named = [...keys, ...names];
-      yield* chunked(
-        rows,
-        (rows) =>
-          `update ${table} as t_ set ${
-            names.map((c) => `${quoteIdent(c)} = v_.${quoteIdent(c)}`).join(", ")
-          } from ${rowSource(target, named, rows)} where ${matchKey(keys)}`,
+      yield* rows.statements(
+        `update ${table} as t_ set ${
+          names.map((c) => `${quoteIdent(c)} = v_.${quoteIdent(c)}`).join(", ")
+        } from `,
+        ` where ${matchKey(keys)}`,
       );
     }
     // Inserts go as COPY, one per column array: the server parses rows of text far
@@ -279,7 +278,7 @@ class TableChanges {
       indexes.push(i);
     });
     const names = indexes.map((i) => row.columns[i]!.name);
-    return { names, indexes, whole: indexes.length === row.values.length, rows: [] };
+    return { names, indexes, whole: indexes.length === row.values.length };
   }
 }
 
@@ -291,11 +290,11 @@ class TableChanges {
 class CopyLines {
   readonly columns: readonly Column[];
   readonly names: readonly string[];
-  readonly #shape: Omit<Shape, "rows">;
+  readonly #shape: Shape;
   #bytes = new Uint8Array(16 * 1024);
   #length = 0;
 
-  constructor(columns: readonly Column[], shape: Omit<Shape, "rows">) {
+  constructor(columns: readonly Column[], shape: Shape) {
     this.columns = columns;
     this.names = shape.names;
     this.#shape = shape;
@@ -345,7 +344,7 @@ class CopyLines {
 const COPY_UNESCAPES: Record<string, string> = { n: "\n", r: "\r", t: "\t" };
 
 /** The values of `row` that its shape writes (the row's own array when it writes all). */
-function shapeValues(shape: Omit<Shape, "rows">, row: Tuple): (string | null)[] {
+function shapeValues(shape: Shape, row: Tuple): (string | null)[] {
   const values = row.values as (string | null)[];
   return shape.whole ? values : shape.indexes.map((i) => values[i]!);
 }
@@ -420,7 +419,7 @@ export class NetChanges {
    * Statements of different tables come in any order; those of one table in
    * the order delete, update, insert.
    */
-  *take(target?: TargetTable): Generator<string | CopyRows> {
+  *take(target?: TargetTable): Generator<Uint8Array | CopyRows> {
     for (const table of target === undefined ? [...this.#tables.keys()] : [target]) {
       const held = this.#tables.get(table);
       if (held === undefined) continue;
@@ -476,61 +475,218 @@ function typeOf(target: TargetTable, column: string): string {
   return type;
 }
 
-/**
- * The rows as `v_(columns)` for a join: one array literal per column, cast to
- * the column's type and unnested, which the server takes in less time than a
- * VALUES list of the same rows (it parses no expression per value). Columns of
- * an array type cannot be array elements: then VALUES, with the first row's
- * values cast to the columns' types (the untyped literals of the other rows
- * take the same).
- */
-function rowSource(target: TargetTable, columns: string[], rows: (string | null)[][]): string {
-  const types = columns.map((name) => typeOf(target, name));
-  const alias = `v_(${columns.map(quoteIdent).join(", ")})`;
-  if (columns.some((name) => target.arrayColumns.has(name))) {
-    const values = rows.map((row, r) =>
-      `(${row.map((v, i) => r === 0 ? `${literal(v)}::${types[i]}` : literal(v)).join(",")})`
-    );
-    return `(values ${values.join(",")}) as ${alias}`;
-  }
-  const arrays = types.map((type, i) => `${quoteLiteral(arrayLiteral(rows, i))}::${type}[]`);
-  return `unnest(${arrays.join(", ")}) as ${alias}`;
-}
-
-/** Column `i` of the rows as the text of an array: elements quoted, NULL as such. */
-function arrayLiteral(rows: (string | null)[][], i: number): string {
-  let text = "{";
-  for (let r = 0; r < rows.length; r++) {
-    const value = rows[r]![i] as string | null;
-    if (r > 0) text += ",";
-    text += value === null ? "NULL" : `"${value.replace(ARRAY_SPECIAL, "\\$&")}"`;
-  }
-  return text + "}";
-}
-
-const ARRAY_SPECIAL = /["\\]/g;
-
 function matchKey(keys: readonly string[]): string {
   return keys.map((k) => `t_.${quoteIdent(k)} = v_.${quoteIdent(k)}`).join(" and ");
 }
 
-/** Statements of up to ROWS_PER_STATEMENT rows / about BYTES_PER_STATEMENT bytes each. */
-function* chunked<T>(
-  all: (string | null)[][],
-  statement: (rows: (string | null)[][]) => T,
-): Generator<T> {
-  let rows: (string | null)[][] = [];
-  let bytes = 0;
-  for (const values of all) {
-    rows.push(values);
-    for (const v of values) bytes += v?.length ?? 4;
-    if (rows.length >= ROWS_PER_STATEMENT || bytes >= BYTES_PER_STATEMENT) {
-      yield statement(rows);
-      rows = [];
-      bytes = 0;
+/**
+ * Rows for the `v_(columns)` side of a join: key values (text), then a row's
+ * values at `indexes` (none for a DELETE), in statements of up to
+ * ROWS_PER_STATEMENT rows / about BYTES_PER_STATEMENT bytes, each
+ * `head + row source + tail`, as UTF-8.
+ */
+interface RowSink {
+  add(keys: readonly string[], row: Tuple | undefined): void;
+  statements(head: string, tail: string): Generator<Uint8Array>;
+}
+
+/**
+ * The sink for `columns`: one array per column, unnested (the server takes it
+ * in less time than a VALUES list of the same rows: it parses no expression
+ * per value); VALUES when a column is of an array type, which cannot be an
+ * array element.
+ */
+function rowSink(target: TargetTable, columns: string[], indexes: readonly number[]): RowSink {
+  const types = columns.map((name) => typeOf(target, name));
+  const alias = `v_(${columns.map(quoteIdent).join(", ")})`;
+  return columns.some((name) => target.arrayColumns.has(name))
+    ? new ValuesRows(types, alias, indexes)
+    : new ArrayRows(types, alias, indexes);
+}
+
+/**
+ * Rows as `unnest('{…}'::type[], …) as v_(…)`: each column's array literal,
+ * already quoted as a SQL string, built byte by byte (a RawTuple's values are
+ * copied, never decoded to strings): elements in double quotes with `"` and `\`
+ * escaped, `'` doubled, NULL bare.
+ */
+class ArrayRows implements RowSink {
+  readonly #types: string[];
+  readonly #alias: string;
+  readonly #indexes: readonly number[];
+  /** Finished statements' arrays, and the arrays being filled. */
+  readonly #done: ByteText[][] = [];
+  #arrays: ByteText[];
+  #rows = 0;
+
+  constructor(types: string[], alias: string, indexes: readonly number[]) {
+    this.#types = types;
+    this.#alias = alias;
+    this.#indexes = indexes;
+    this.#arrays = types.map(() => new ByteText());
+  }
+
+  add(keys: readonly string[], row: Tuple | undefined): void {
+    const arrays = this.#arrays;
+    const first = this.#rows === 0;
+    let c = 0;
+    for (; c < keys.length; c++) arrays[c]!.element(keys[c]!, first);
+    if (row !== undefined) {
+      const raw = row instanceof RawTuple ? row : undefined;
+      const values = raw === undefined ? row.values : undefined;
+      for (const i of this.#indexes) {
+        const out = arrays[c++]!;
+        if (raw === undefined) out.element(values![i] as string | null, first);
+        else if (raw.kinds.charCodeAt(i) !== 116) out.element(null, first); // n (u is left out)
+        else out.rawElement(raw.bytes, raw.bounds[2 * i]!, raw.bounds[2 * i + 1]!, first);
+      }
+    }
+    this.#rows++;
+    let bytes = 0;
+    for (const array of arrays) bytes += array.length;
+    if (this.#rows >= ROWS_PER_STATEMENT || bytes >= BYTES_PER_STATEMENT) {
+      this.#done.push(arrays);
+      this.#arrays = this.#types.map(() => new ByteText());
+      this.#rows = 0;
     }
   }
-  if (rows.length > 0) yield statement(rows);
+
+  *statements(head: string, tail: string): Generator<Uint8Array> {
+    if (this.#rows > 0) this.#done.push(this.#arrays);
+    for (const arrays of this.#done) {
+      const out = new ByteText();
+      out.text(`${head}unnest(`);
+      arrays.forEach((array, i) => {
+        out.text(i === 0 ? "'{" : ", '{");
+        out.bytes(array.view);
+        out.text(`}'::${this.#types[i]}[]`);
+      });
+      out.text(`) as ${this.#alias}${tail}`);
+      yield out.view;
+    }
+  }
+}
+
+/**
+ * Rows as `(values (…), …) as v_(…)`, the first row's values cast to the
+ * columns' types (the untyped literals of the other rows take the same).
+ */
+class ValuesRows implements RowSink {
+  readonly #types: string[];
+  readonly #alias: string;
+  readonly #indexes: readonly number[];
+  readonly #rows: string[] = [];
+  #bytes = 0;
+  readonly #done: string[][] = [];
+
+  constructor(types: string[], alias: string, indexes: readonly number[]) {
+    this.#types = types;
+    this.#alias = alias;
+    this.#indexes = indexes;
+  }
+
+  add(keys: readonly string[], row: Tuple | undefined): void {
+    const values = row === undefined
+      ? keys
+      : [...keys, ...this.#indexes.map((i) => row.values[i] as string | null)];
+    const first = this.#rows.length === 0;
+    const tuple = `(${
+      values.map((v, i) => first ? `${literal(v)}::${this.#types[i]}` : literal(v)).join(",")
+    })`;
+    this.#rows.push(tuple);
+    this.#bytes += tuple.length;
+    if (this.#rows.length >= ROWS_PER_STATEMENT || this.#bytes >= BYTES_PER_STATEMENT) {
+      this.#done.push(this.#rows.splice(0));
+      this.#bytes = 0;
+    }
+  }
+
+  *statements(head: string, tail: string): Generator<Uint8Array> {
+    if (this.#rows.length > 0) this.#done.push(this.#rows.splice(0));
+    for (const rows of this.#done) {
+      yield encoder.encode(`${head}(values ${rows.join(",")}) as ${this.#alias}${tail}`);
+    }
+  }
+}
+
+/** What a byte becomes inside a double-quoted array element inside a SQL string literal. */
+const ELEMENT_ESCAPES: (number[] | undefined)[] = [];
+ELEMENT_ESCAPES[34] = [92, 34]; // "  → \"
+ELEMENT_ESCAPES[92] = [92, 92]; // \  → \\
+ELEMENT_ESCAPES[39] = [39, 39]; // '  → ''
+
+/** UTF-8 text built in a growing buffer. */
+class ByteText {
+  #buffer = new Uint8Array(1024);
+  length = 0;
+
+  get view(): Uint8Array {
+    return this.#buffer.subarray(0, this.length);
+  }
+
+  #reserve(more: number): void {
+    if (this.length + more > this.#buffer.length) {
+      this.#buffer = grown(this.#buffer, this.length + more);
+    }
+  }
+
+  text(text: string): void {
+    this.#reserve(3 * text.length);
+    this.length += encoder.encodeInto(text, this.#buffer.subarray(this.length)).written;
+  }
+
+  bytes(bytes: Uint8Array): void {
+    this.#reserve(bytes.length);
+    this.#buffer.set(bytes, this.length);
+    this.length += bytes.length;
+  }
+
+  /** One array element (after a comma unless `first`): text quoted and escaped, or NULL. */
+  element(value: string | null, first: boolean): void {
+    if (value === null) return this.text(first ? "NULL" : ",NULL");
+    for (let i = 0; i < value.length; i++) {
+      if (value.charCodeAt(i) >= 0x80) {
+        const bytes = encoder.encode(value);
+        return this.rawElement(bytes, 0, bytes.length, first);
+      }
+    }
+    this.#reserve(2 * value.length + 3);
+    const out = this.#buffer;
+    let p = this.length;
+    if (!first) out[p++] = 44; // ,
+    out[p++] = 34; // "
+    for (let i = 0; i < value.length; i++) {
+      const c = value.charCodeAt(i);
+      const escape = ELEMENT_ESCAPES[c];
+      if (escape === undefined) out[p++] = c;
+      else {
+        out[p++] = escape[0]!;
+        out[p++] = escape[1]!;
+      }
+    }
+    out[p++] = 34;
+    this.length = p;
+  }
+
+  /** One array element of the UTF-8 text `bytes[start, end)`, quoted and escaped. */
+  rawElement(bytes: Uint8Array, start: number, end: number, first: boolean): void {
+    this.#reserve(2 * (end - start) + 3);
+    const out = this.#buffer;
+    let p = this.length;
+    if (!first) out[p++] = 44;
+    out[p++] = 34;
+    for (let j = start; j < end; j++) {
+      const b = bytes[j]!;
+      const escape = ELEMENT_ESCAPES[b];
+      if (escape === undefined) out[p++] = b;
+      else {
+        out[p++] = escape[0]!;
+        out[p++] = escape[1]!;
+      }
+    }
+    out[p++] = 34;
+    this.length = p;
+  }
 }
 
 const COPY_SPECIAL = /[\\\n\r\t]/;

@@ -34,6 +34,7 @@ export { PgConnectionError, PgError };
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+const NUL = new Uint8Array(1);
 
 const PROTOCOL_VERSION_3 = 196608;
 const SSL_REQUEST_CODE = 80877103;
@@ -113,7 +114,8 @@ export interface QueryResult {
 
 /** One simple query of a pipeline; a `COPY … FROM STDIN` carries its data. */
 export interface PipelineStep {
-  sql: string;
+  /** The query's text, or its UTF-8 bytes. */
+  sql: string | Uint8Array;
   /** The whole COPY data (text format lines); only for a `COPY … FROM STDIN`. */
   copyData?: Uint8Array;
 }
@@ -355,7 +357,9 @@ export class CopyConnection implements AsyncDisposable {
   async pipeline(steps: readonly PipelineStep[]): Promise<void> {
     this.#enter("idle", "busy");
     for (const step of steps) {
-      await this.#write(frame(QUERY, step.sql));
+      await this.#write(
+        typeof step.sql === "string" ? frame(QUERY, step.sql) : frame(QUERY, step.sql, NUL),
+      );
       if (step.copyData !== undefined) {
         await this.#write(frame(COPY_DATA, step.copyData));
         await this.#write(frame(COPY_DONE));
