@@ -32,6 +32,8 @@ function num(v: string | undefined): number | null {
 
 interface Result {
   mode: string;
+  /** Backlog round (1 when the script ran one). */
+  round: number;
   workload: string;
   consumer: string;
   ok: boolean;
@@ -59,6 +61,7 @@ const results: Result[] = records.map((r) => {
   const rss = num(r.peak_rss_kib);
   return {
     mode: r.mode ?? "",
+    round: num(r.round) ?? 1,
     workload: r.workload ?? "",
     consumer: r.consumer ?? "",
     ok,
@@ -119,18 +122,56 @@ out.push(
   `pgbench scale ${meta.scale} × ${meta.pgbench_txns} tpcb-like txns (4 row changes each), bulk ${meta.bulk_txns} × ${meta.bulk_rows} rows, tiny ${meta.tiny_txns} single-row txns`,
 );
 
-const backlog = results.filter((r) => r.mode === "backlog");
+/**
+ * One backlog result per workload and consumer over its rounds: the round of
+ * the median time (of an odd count; the faster middle one of an even count),
+ * and every round's time. A round that failed makes the result that failure.
+ */
+interface Summary extends Result {
+  roundSeconds: (number | null)[];
+}
+function summarize(rounds: Result[]): Summary {
+  const roundSeconds = rounds.map((r) => r.ok ? r.seconds : null);
+  const failed = rounds.find((r) => !r.ok);
+  if (failed !== undefined) return { ...failed, roundSeconds };
+  const sorted = [...rounds].sort((a, b) => (a.seconds ?? 0) - (b.seconds ?? 0));
+  return { ...sorted[Math.floor((sorted.length - 1) / 2)]!, roundSeconds };
+}
+const backlog: Summary[] = [];
+for (const r of results.filter((r) => r.mode === "backlog")) {
+  if (backlog.some((b) => b.workload === r.workload && b.consumer === r.consumer)) continue;
+  backlog.push(
+    summarize(
+      results.filter((x) =>
+        x.mode === "backlog" && x.workload === r.workload && x.consumer === r.consumer
+      ),
+    ),
+  );
+}
+const rounds = Math.max(0, ...backlog.map((b) => b.roundSeconds.length));
 if (backlog.length) {
   out.push(
-    "\nBacklog (changes accumulated, then consumed up to endpos; time = start → target caught up)",
+    "\nBacklog (changes accumulated, then consumed up to endpos; time = start → target caught up" +
+      (rounds > 1 ? `; median of ${rounds} rounds, taken in turn` : "") + ")",
   );
   out.push(table(
-    ["workload", "consumer", "load s", "apply s", "rows/s", "txn/s", "peak RSS", "result"],
+    [
+      "workload",
+      "consumer",
+      "load s",
+      "apply s",
+      ...(rounds > 1 ? ["rounds s"] : []),
+      "rows/s",
+      "txn/s",
+      "peak RSS",
+      "result",
+    ],
     backlog.map((r) => [
       r.workload,
       r.consumer,
       fmtS(r.load_seconds, 1),
       fmtS(r.seconds),
+      ...(rounds > 1 ? [r.roundSeconds.map((x) => fmtS(x)).join(" ")] : []),
       fmtInt(r.rows_per_s),
       fmtInt(r.txns_per_s),
       r.peak_rss_mib === null ? "" : `${r.peak_rss_mib} MiB`,
@@ -141,7 +182,7 @@ if (backlog.length) {
   const mine = backlog.filter((r) => r.consumer === "pgferry" && r.ok);
   if (mine.length) {
     out.push(
-      "pgferry phases (s from start): " +
+      `pgferry phases (s from start${rounds > 1 ? ", median round" : ""}): ` +
         mine.map((r) =>
           `${r.workload}: streaming ${fmtS(r.streaming_seconds)}, received to endpos ${
             fmtS(r.receive_seconds)
@@ -210,5 +251,10 @@ console.log(out.join("\n"));
 
 await Deno.writeTextFile(
   jsonPath,
-  JSON.stringify({ kind: "pgferry-bench-cdc", meta, results, ratios }, null, 2) + "\n",
+  JSON.stringify(
+    { kind: "pgferry-bench-cdc", meta, results, backlog_medians: backlog, ratios },
+    null,
+    2,
+  ) +
+    "\n",
 );

@@ -26,10 +26,13 @@
 #   BENCH_BULK_TXNS=10 BENCH_BULK_ROWS=100000                   bulk: transactions × rows
 #   BENCH_TINY_TXNS=50000                                       tiny: single-row transactions
 #   BENCH_MODES="backlog live" BENCH_WORKLOADS="pgbench bulk tiny"
+#   BENCH_ROUNDS=3   backlog rounds: every consumer gets a copy of the backlog (its own slot and
+#                    target) per round and the consumers take turns, round after round, so that
+#                    a slow moment of the machine falls on all; tables and ratios use the median
 #   BENCH_CONSUMERS="recvlogical native pgferry pgcopydb"
 #   BENCH_PGFERRY_PLUGIN=pgoutput BENCH_TIMEOUT=300 (per consumer)
 #   BENCH_PGCOPYDB_TIMEOUT=60 BENCH_PGCOPYDB_LIVE_TIMEOUT=30 (after the load ends)
-#   --quick = scale 2, 4000 pgbench txns, 4 × 20000 bulk rows, 5000 tiny txns
+#   --quick = scale 2, 4000 pgbench txns, 4 × 20000 bulk rows, 5000 tiny txns, 1 round
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -57,7 +60,7 @@ done
 if [ "$quick" = 1 ]; then
   : "${BENCH_SCALE:=2}" "${BENCH_PGBENCH_TXNS:=4000}" "${BENCH_BULK_TXNS:=4}"
   : "${BENCH_BULK_ROWS:=20000}" "${BENCH_TINY_TXNS:=5000}" "${BENCH_PGCOPYDB_TIMEOUT:=20}"
-  : "${BENCH_PGCOPYDB_LIVE_TIMEOUT:=10}"
+  : "${BENCH_PGCOPYDB_LIVE_TIMEOUT:=10}" "${BENCH_ROUNDS:=1}"
 fi
 SCALE=${BENCH_SCALE:-20}
 PGBENCH_TXNS=${BENCH_PGBENCH_TXNS:-40000}
@@ -66,6 +69,7 @@ BULK_TXNS=${BENCH_BULK_TXNS:-10}
 BULK_ROWS=${BENCH_BULK_ROWS:-100000}
 TINY_TXNS=${BENCH_TINY_TXNS:-50000}
 MODES=${BENCH_MODES:-backlog live}
+ROUNDS=${BENCH_ROUNDS:-3}
 WORKLOADS=${BENCH_WORKLOADS:-pgbench bulk tiny}
 CONSUMERS=${BENCH_CONSUMERS:-recvlogical native pgferry pgcopydb}
 FERRY_PLUGIN=${BENCH_PGFERRY_PLUGIN:-pgoutput}
@@ -369,25 +373,27 @@ first_error() { # log
 
 # ---------------------------------------------------------------- consumers: setup (before the load)
 
+# A backlog round's slots, subscription, work directory and target are named with its suffix
+# (SFX: "" in round 1 and in live mode, then _2, _3, …).
 setup_consumer() { # consumer mode workload
   local c=$1 mode=$2 w=$3
   case $c in
     recvlogical)
-      sq bench -c "select 1 from pg_create_logical_replication_slot('recv', 'test_decoding')" >/dev/null
+      sq bench -c "select 1 from pg_create_logical_replication_slot('recv$SFX', 'test_decoding')" >/dev/null
       if [ "$mode" = backlog ]; then
-        sq bench -c "select 1 from pg_create_logical_replication_slot('recvpg', 'pgoutput')" >/dev/null
+        sq bench -c "select 1 from pg_create_logical_replication_slot('recvpg$SFX', 'pgoutput')" >/dev/null
       fi
       ;;
     native)
-      sq bench -c "select 1 from pg_create_logical_replication_slot('native', 'pgoutput')" >/dev/null
-      tq t_native -c "create subscription bench_sub connection 'host=127.0.0.1 port=$SRC_PORT dbname=bench user=postgres' publication bench_pub with (create_slot = false, slot_name = 'native', copy_data = false, enabled = false)"
+      sq bench -c "select 1 from pg_create_logical_replication_slot('native$SFX', 'pgoutput')" >/dev/null
+      tq "t_native$SFX" -c "create subscription bench_sub$SFX connection 'host=127.0.0.1 port=$SRC_PORT dbname=bench user=postgres' publication bench_pub with (create_slot = false, slot_name = 'native$SFX', copy_data = false, enabled = false)"
       ;;
     pgferry)
-      rm -rf "$work/ferry-$mode-$w"
-      ferry stream setup --source "$(src bench)" --target "$(tgt t_pgferry)" --dir "$work/ferry-$mode-$w" \
-        --plugin "$FERRY_PLUGIN" --publication bench_pub --slot-name ferry --origin ferry >"$work/ferry-setup.log" 2>&1 ||
+      rm -rf "$work/ferry-$mode-$w$SFX"
+      ferry stream setup --source "$(src bench)" --target "$(tgt "t_pgferry$SFX")" --dir "$work/ferry-$mode-$w$SFX" \
+        --plugin "$FERRY_PLUGIN" --publication bench_pub --slot-name "ferry$SFX" --origin "ferry$SFX" >"$work/ferry-setup.log" 2>&1 ||
         { cat "$work/ferry-setup.log" >&2; return 1; }
-      ferry stream sentinel set apply --dir "$work/ferry-$mode-$w" >/dev/null
+      ferry stream sentinel set apply --dir "$work/ferry-$mode-$w$SFX" >/dev/null
       ;;
     pgcopydb)
       rm -rf "$work/pgcopydb-$mode-$w"
@@ -401,106 +407,125 @@ setup_consumer() { # consumer mode workload
   esac
 }
 
-target_db_of() { case $1 in native) echo t_native ;; pgferry) echo t_pgferry ;; pgcopydb) echo t_pgcopydb ;; *) echo "" ;; esac; }
+target_db_of() { case $1 in native) echo "t_native$SFX" ;; pgferry) echo "t_pgferry$SFX" ;; pgcopydb) echo t_pgcopydb ;; *) echo "" ;; esac; }
+SFX=""
+ROUND=1
+suffix_of() { if [ "$1" = 1 ]; then echo ""; else echo "_$1"; fi; } # round
 
 # ---------------------------------------------------------------- backlog mode
 
 backlog() { # workload
-  local w=$1 c t0 t1 rc rss verdict err applied sumfile=$work/source.sum dbs=() rows txns
+  local w=$1 c t0 t1 rc rss verdict err applied sumfile=$work/source.sum dbs=() rows txns r
   rows=$(($(txns_of "$w") * $(rows_per_txn "$w")))
   txns=$(txns_of "$w")
-  for c in $CONSUMERS; do [ -n "$(target_db_of "$c")" ] && dbs+=("$(target_db_of "$c")"); done
+  for ((r = 1; r <= ROUNDS; r++)); do
+    SFX=$(suffix_of $r)
+    for c in $CONSUMERS; do
+      [ "$c" = pgcopydb ] && [ $r -gt 1 ] && continue
+      [ -n "$(target_db_of "$c")" ] && dbs+=("$(target_db_of "$c")")
+    done
+  done
   log "backlog $w: preparing source and targets (${dbs[*]})"
   reset_source "$w"
   reset_target "$w" "${dbs[@]}"
   PGCOPYDB_SETUP_ERROR=
-  # pgcopydb first: its setup writes its sentinel row on the source, which the others must not see
+  # pgcopydb first (one round: it fails): its setup writes its sentinel row on the source,
+  # which the others must not see
+  SFX=""
   if [[ " $CONSUMERS " == *" pgcopydb "* ]]; then setup_consumer pgcopydb backlog "$w"; fi
-  for c in $CONSUMERS; do
-    if [ "$c" != pgcopydb ]; then setup_consumer "$c" backlog "$w"; fi
+  for ((r = 1; r <= ROUNDS; r++)); do
+    SFX=$(suffix_of $r)
+    for c in $CONSUMERS; do
+      if [ "$c" != pgcopydb ]; then setup_consumer "$c" backlog "$w"; fi
+    done
   done
   log "backlog $w: load ($txns transactions, $rows row changes)"
   load_and_mark "$w"
   log "backlog $w: load took ${LOAD_SECONDS}s; endpos $ENDPOS; checksumming the source"
   checksum sq bench >"$sumfile"
-  for c in $CONSUMERS; do
-    # Each consumer starts from clean buffers, not with the dirty pages of the one before it.
-    sq postgres -c checkpoint >/dev/null
-    tq postgres -c checkpoint >/dev/null
-    case $c in
-      recvlogical)
-        local slot plugin opts
-        for slot in recv recvpg; do
-          if [ $slot = recv ]; then plugin=test_decoding opts=(); else plugin=pgoutput opts=(-o proto_version=1 -o publication_names=bench_pub); fi
+  for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    SFX=$(suffix_of $ROUND)
+    for c in $CONSUMERS; do
+      [ "$c" = pgcopydb ] && [ $ROUND -gt 1 ] && continue
+      # Each consumer starts from clean buffers, not with the dirty pages of the one before it.
+      sq postgres -c checkpoint >/dev/null
+      tq postgres -c checkpoint >/dev/null
+      case $c in
+        recvlogical)
+          local slot plugin opts
+          for slot in "recv$SFX" "recvpg$SFX"; do
+            if [ "$slot" = "recv$SFX" ]; then plugin=test_decoding opts=(); else plugin=pgoutput opts=(-o proto_version=1 -o publication_names=bench_pub); fi
+            t0=$(now)
+            rc=0
+            timeout "$TIMEOUT" "$PG_BIN/pg_recvlogical" -d "$(src bench)" --slot $slot --start -E "$ENDPOS" \
+              "${opts[@]}" -f /dev/null >"$work/recv.log" 2>&1 || rc=$?
+            t1=$(now)
+            err=""
+            [ "$rc" != 0 ] && err="exit $rc: $(first_error "$work/recv.log")"
+            record mode=backlog round="$ROUND" workload="$w" consumer="pg_recvlogical ($plugin)" ok=$([ "$rc" = 0 ] && echo 1 || echo 0) \
+              seconds="$(sub "$t1" "$t0")" rows="$rows" txns="$txns" load_seconds="$LOAD_SECONDS" verified=n/a error="$err"
+            log "backlog $w: round $ROUND: pg_recvlogical ($plugin) $(sub "$t1" "$t0")s rc=$rc"
+          done
+          ;;
+        native)
+          rm -f "$work/marker"
+          start_marker_wait "t_native$SFX" "$work/marker"
           t0=$(now)
-          rc=0
-          timeout "$TIMEOUT" "$PG_BIN/pg_recvlogical" -d "$(src bench)" --slot $slot --start -E "$ENDPOS" \
-            "${opts[@]}" -f /dev/null >"$work/recv.log" 2>&1 || rc=$?
+          tq "t_native$SFX" -c "alter subscription bench_sub$SFX enable"
+          await "$WAITER" "" "$TIMEOUT"
+          finish_backlog native "$w" "$t0" "" "$rows" "$txns" "$sumfile" ""
+          tq "t_native$SFX" -c "alter subscription bench_sub$SFX disable"
+          ;;
+        pgferry)
+          rm -f "$work/marker"
+          start_marker_wait "t_pgferry$SFX" "$work/marker"
+          t0=$(now)
+          launch_ferry ferry follow --resume --source "$(src bench)" --target "$(tgt "t_pgferry$SFX")" --dir "$work/ferry-backlog-$w$SFX" \
+            --plugin "$FERRY_PLUGIN" --publication bench_pub --slot-name "ferry$SFX" --origin "ferry$SFX" --endpos "$ENDPOS"
+          local pid=$LAUNCHED
+          await "$WAITER" "$pid" "$TIMEOUT"
+          # pgferry exits 0 on its own once everything up to endpos is applied
+          local i
+          for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.02; done
           t1=$(now)
+          kill -0 "$pid" 2>/dev/null && stop_group "$pid"
+          rc=$(rc_of "$pid")
           err=""
-          [ "$rc" != 0 ] && err="exit $rc: $(first_error "$work/recv.log")"
-          record mode=backlog workload="$w" consumer="pg_recvlogical ($plugin)" ok=$([ "$rc" = 0 ] && echo 1 || echo 0) \
-            seconds="$(sub "$t1" "$t0")" rows="$rows" txns="$txns" load_seconds="$LOAD_SECONDS" verified=n/a error="$err"
-          log "backlog $w: pg_recvlogical ($plugin) $(sub "$t1" "$t0")s rc=$rc"
-        done
-        ;;
-      native)
-        rm -f "$work/marker"
-        start_marker_wait t_native "$work/marker"
-        t0=$(now)
-        tq t_native -c "alter subscription bench_sub enable"
-        await "$WAITER" "" "$TIMEOUT"
-        finish_backlog native "$w" "$t0" "" "$rows" "$txns" "$sumfile" ""
-        tq t_native -c "alter subscription bench_sub disable"
-        ;;
-      pgferry)
-        rm -f "$work/marker"
-        start_marker_wait t_pgferry "$work/marker"
-        t0=$(now)
-        launch_ferry ferry follow --resume --source "$(src bench)" --target "$(tgt t_pgferry)" --dir "$work/ferry-backlog-$w" \
-          --plugin "$FERRY_PLUGIN" --publication bench_pub --slot-name ferry --origin ferry --endpos "$ENDPOS"
-        local pid=$LAUNCHED
-        await "$WAITER" "$pid" "$TIMEOUT"
-        # pgferry exits 0 on its own once everything up to endpos is applied
-        local i
-        for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.02; done
-        t1=$(now)
-        kill -0 "$pid" 2>/dev/null && stop_group "$pid"
-        rc=$(rc_of "$pid")
-        err=""
-        [ "$rc" != 0 ] && err="exit $rc: $(first_error "$work/ferry.log")"
-        cp "$work/ferry.log" "$work/ferry-backlog-$w.log"
-        FERRY_START_S=$(log_time_since "$work/ferry.log" 'receive: streaming from' "$t0")
-        FERRY_RECEIVE_S=$(log_time_since "$work/ferry.log" 'receive: reached endpos' "$t0")
-        finish_backlog pgferry "$w" "$t0" "$t1" "$rows" "$txns" "$sumfile" "$err" "$(peak_rss ferry)"
-        FERRY_RECEIVE_S= FERRY_START_S=
-        ;;
-      pgcopydb)
-        if [ -n "$PGCOPYDB_SETUP_ERROR" ]; then
-          record mode=backlog workload="$w" consumer=pgcopydb ok=0 rows="$rows" txns="$txns" error="stream setup: $PGCOPYDB_SETUP_ERROR"
-          continue
-        fi
-        "$PGCOPYDB" stream sentinel set endpos --source "$(src bench)" "$ENDPOS" >/dev/null 2>&1
-        rm -f "$work/marker"
-        start_marker_wait t_pgcopydb "$work/marker"
-        t0=$(now)
-        launch pgcopydb "$PGCOPYDB" follow --source "$(src bench)" --target "$(tgt t_pgcopydb)" --dir "$work/pgcopydb-backlog-$w" \
-          --slot-name pgcopydb --origin pgcopydb --resume --not-consistent --endpos "$ENDPOS"
-        local pid=$LAUNCHED
-        await "$WAITER" "$pid" "$PGCOPYDB_TIMEOUT"
-        local alive=0
-        kill -0 "$pid" 2>/dev/null && alive=1
-        stop_group "$pid"
-        rc=$(rc_of "$pid")
-        err=$(first_error "$work/pgcopydb.log")
-        [ -z "$err" ] && [ "$alive" = 1 ] && [ ! -s "$work/marker" ] && err="no error logged"
-        [ "$alive" = 1 ] && [ ! -s "$work/marker" ] && err="timed out after ${PGCOPYDB_TIMEOUT}s; first error: $err"
-        [ "$alive" = 0 ] && [ ! -s "$work/marker" ] && err="exited $rc; first error: $err"
-        cp "$work/pgcopydb.log" "$work/pgcopydb-backlog-$w.log"
-        finish_backlog pgcopydb "$w" "$t0" "" "$rows" "$txns" "$sumfile" "$([ -s "$work/marker" ] || echo "$err")"
-        ;;
-    esac
+          [ "$rc" != 0 ] && err="exit $rc: $(first_error "$work/ferry.log")"
+          cp "$work/ferry.log" "$work/ferry-backlog-$w$SFX.log"
+          FERRY_START_S=$(log_time_since "$work/ferry.log" 'receive: streaming from' "$t0")
+          FERRY_RECEIVE_S=$(log_time_since "$work/ferry.log" 'receive: reached endpos' "$t0")
+          finish_backlog pgferry "$w" "$t0" "$t1" "$rows" "$txns" "$sumfile" "$err" "$(peak_rss ferry)"
+          FERRY_RECEIVE_S= FERRY_START_S=
+          ;;
+        pgcopydb)
+          if [ -n "$PGCOPYDB_SETUP_ERROR" ]; then
+            record mode=backlog round=1 workload="$w" consumer=pgcopydb ok=0 rows="$rows" txns="$txns" error="stream setup: $PGCOPYDB_SETUP_ERROR"
+            continue
+          fi
+          "$PGCOPYDB" stream sentinel set endpos --source "$(src bench)" "$ENDPOS" >/dev/null 2>&1
+          rm -f "$work/marker"
+          start_marker_wait t_pgcopydb "$work/marker"
+          t0=$(now)
+          launch pgcopydb "$PGCOPYDB" follow --source "$(src bench)" --target "$(tgt t_pgcopydb)" --dir "$work/pgcopydb-backlog-$w" \
+            --slot-name pgcopydb --origin pgcopydb --resume --not-consistent --endpos "$ENDPOS"
+          local pid=$LAUNCHED
+          await "$WAITER" "$pid" "$PGCOPYDB_TIMEOUT"
+          local alive=0
+          kill -0 "$pid" 2>/dev/null && alive=1
+          stop_group "$pid"
+          rc=$(rc_of "$pid")
+          err=$(first_error "$work/pgcopydb.log")
+          [ -z "$err" ] && [ "$alive" = 1 ] && [ ! -s "$work/marker" ] && err="no error logged"
+          [ "$alive" = 1 ] && [ ! -s "$work/marker" ] && err="timed out after ${PGCOPYDB_TIMEOUT}s; first error: $err"
+          [ "$alive" = 0 ] && [ ! -s "$work/marker" ] && err="exited $rc; first error: $err"
+          cp "$work/pgcopydb.log" "$work/pgcopydb-backlog-$w.log"
+          finish_backlog pgcopydb "$w" "$t0" "" "$rows" "$txns" "$sumfile" "$([ -s "$work/marker" ] || echo "$err")"
+          ;;
+      esac
+    done
   done
+  SFX="" ROUND=1
 }
 
 # finish_backlog consumer workload t0 t_exit rows txns source-sum error [rss]
@@ -518,10 +543,10 @@ finish_backlog() {
   applied=$(tq "$db" -c "$(progress_sql "$w")" 2>/dev/null || echo "?")
   if [ "$verdict" = ok ] && [ -n "$seconds" ] && [ -z "$err" ]; then ok=1; fi
   [ "$verdict" != ok ] && [ -z "$err" ] && err="$verdict"
-  record mode=backlog workload="$w" consumer="$c" ok=$ok seconds="$seconds" exit_seconds="$exit_seconds" rows="$rows" txns="$txns" \
+  record mode=backlog round="$ROUND" workload="$w" consumer="$c" ok=$ok seconds="$seconds" exit_seconds="$exit_seconds" rows="$rows" txns="$txns" \
     streaming_seconds="${FERRY_START_S:-}" receive_seconds="${FERRY_RECEIVE_S:-}" \
     load_seconds="$LOAD_SECONDS" verified="$verdict" applied_txns="$applied" peak_rss_kib="$rss" error="$err"
-  log "backlog $w: $c ${seconds:-—}s${exit_seconds:+ (exit ${exit_seconds}s)} verified=$verdict applied=$applied/$txns${rss:+ rss=${rss}KiB}${err:+ error: $err}"
+  log "backlog $w: round $ROUND: $c ${seconds:-—}s${exit_seconds:+ (exit ${exit_seconds}s)} verified=$verdict applied=$applied/$txns${rss:+ rss=${rss}KiB}${err:+ error: $err}"
 }
 
 # ---------------------------------------------------------------- live mode
