@@ -615,6 +615,9 @@ ELEMENT_ESCAPES[34] = [92, 34]; // "  → \"
 ELEMENT_ESCAPES[92] = [92, 92]; // \  → \\
 ELEMENT_ESCAPES[39] = [39, 39]; // '  → ''
 
+/** Where a text value is encoded before it is escaped into an array. */
+let scratch = new Uint8Array(1024);
+
 /** UTF-8 text built in a growing buffer. */
 class ByteText {
   #buffer = new Uint8Array(1024);
@@ -644,28 +647,8 @@ class ByteText {
   /** One array element (after a comma unless `first`): text quoted and escaped, or NULL. */
   element(value: string | null, first: boolean): void {
     if (value === null) return this.text(first ? "NULL" : ",NULL");
-    for (let i = 0; i < value.length; i++) {
-      if (value.charCodeAt(i) >= 0x80) {
-        const bytes = encoder.encode(value);
-        return this.rawElement(bytes, 0, bytes.length, first);
-      }
-    }
-    this.#reserve(2 * value.length + 3);
-    const out = this.#buffer;
-    let p = this.length;
-    if (!first) out[p++] = 44; // ,
-    out[p++] = 34; // "
-    for (let i = 0; i < value.length; i++) {
-      const c = value.charCodeAt(i);
-      const escape = ELEMENT_ESCAPES[c];
-      if (escape === undefined) out[p++] = c;
-      else {
-        out[p++] = escape[0]!;
-        out[p++] = escape[1]!;
-      }
-    }
-    out[p++] = 34;
-    this.length = p;
+    if (3 * value.length > scratch.length) scratch = new Uint8Array(3 * value.length);
+    this.rawElement(scratch, 0, encoder.encodeInto(value, scratch).written, first);
   }
 
   /** One array element of the UTF-8 text `bytes[start, end)`, quoted and escaped. */
