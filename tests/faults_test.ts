@@ -294,8 +294,10 @@ Deno.test(
     const s = await scenario("faults_target_restart");
     let child: Spawned | undefined;
     try {
-      // A backlog for apply: received before follow starts, applied while more comes.
-      await new Load(s.source, s.script, ["-t", "2000"]).done();
+      // A backlog for apply: received before follow starts, applied while more comes. Four
+      // times the most source transactions apply groups into one target transaction, so that
+      // its first commit is mid-backlog however fast it goes.
+      await new Load(s.source, s.script, ["-t", "10000"]).done();
       child = follow(s);
       const load = new Load(s.source, s.script, ["-T", "10"]);
       await waitFor(
