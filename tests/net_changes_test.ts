@@ -25,6 +25,8 @@ create table trunc (id integer primary key, v integer);
 create table conv (id integer primary key, t text, u text);
 create table single (t text primary key);
 create table arr (id integer primary key, a integer[], t text);
+create table boxy (id integer primary key, b box, t text);
+insert into boxy values (1, '(1,1),(0,0)', 'a'), (2, '(2,2),(0,0)', 'b');
 insert into arr values (1, '{1,2}', 'x'), (2, null, 'y'), (3, '{}', 'z');
 insert into k1 select g, g, 'row ' || g from generate_series(1, 100) g;
 insert into uniq values (1, 'a@x', 0), (2, 'b@x', 0);
@@ -109,6 +111,9 @@ delete from k2 where a = 7;
 update arr set a = '{{1,2},{3,4}}', t = E'q"uo\\\\te {a,b}' where id = 1;
 update arr set t = 'NULL', a = '{NULL}' where id = 2;
 delete from arr where id = 3;
+-- box separates array elements with ';', not ',': its table passes rows as VALUES too
+update boxy set b = '(3,3),(1,1)' where id = 1;
+update boxy set t = 'c' where id = 2;
 -- TRUNCATE between changes of the same table
 insert into trunc values (1, 1), (2, 2);
 update trunc set v = 3 where id = 1;

@@ -208,12 +208,12 @@ class TableChanges {
     const target = this.target;
     const table = qualifiedName(target.schema, target.table);
     const keys = target.keyColumns;
-    const deleted = rowSink(target, keys, []);
+    let deleted: RowSink | undefined;
     /** Updates by column array and the unchanged TOAST they leave out. */
     const updates = new Map<string, { names: string[]; rows: RowSink }>();
     const shapeIds = new Map<readonly Column[], number>();
     for (const [key, entry] of this.entries) {
-      if (entry.deleted) deleted.add(keyValues(key), undefined);
+      if (entry.deleted) (deleted ??= rowSink(target, keys, [])).add(keyValues(key), undefined);
       const row = entry.row;
       if (row === undefined) continue;
       if (entry.inserted) {
@@ -238,7 +238,9 @@ class TableChanges {
       }
       update.rows.add(keyValues(key), row);
     }
-    yield* deleted.statements(`delete from ${table} as t_ using `, ` where ${matchKey(keys)}`);
+    if (deleted !== undefined) {
+      yield* deleted.statements(`delete from ${table} as t_ using `, ` where ${matchKey(keys)}`);
+    }
     for (const { names, rows } of updates.values()) {
       if (names.length === 0) continue; // only unchanged or key columns: nothing to set
       yield* rows.statements(
@@ -609,13 +611,14 @@ class ValuesRows implements RowSink {
   }
 }
 
-/** What a byte becomes inside a double-quoted array element inside a SQL string literal. */
-const ELEMENT_ESCAPES: (number[] | undefined)[] = [];
-ELEMENT_ESCAPES[34] = [92, 34]; // "  → \"
-ELEMENT_ESCAPES[92] = [92, 92]; // \  → \\
-ELEMENT_ESCAPES[39] = [39, 39]; // '  → ''
+/** The byte written before a byte inside a double-quoted array element in a SQL string literal, else 0. */
+const ELEMENT_ESCAPES = new Uint8Array(256);
+ELEMENT_ESCAPES[34] = 92; // "  → \"
+ELEMENT_ESCAPES[92] = 92; // \  → \\
+ELEMENT_ESCAPES[39] = 39; // '  → ''
 
 /** Where a text value is encoded before it is escaped into an array. */
+const SCRATCH_KEPT = 64 * 1024;
 let scratch = new Uint8Array(1024);
 
 /** UTF-8 text built in a growing buffer. */
@@ -649,6 +652,7 @@ class ByteText {
     if (value === null) return this.text(first ? "NULL" : ",NULL");
     if (3 * value.length > scratch.length) scratch = new Uint8Array(3 * value.length);
     this.rawElement(scratch, 0, encoder.encodeInto(value, scratch).written, first);
+    if (scratch.length > SCRATCH_KEPT) scratch = new Uint8Array(SCRATCH_KEPT); // not held for ever
   }
 
   /** One array element of the UTF-8 text `bytes[start, end)`, quoted and escaped. */
@@ -660,12 +664,9 @@ class ByteText {
     out[p++] = 34;
     for (let j = start; j < end; j++) {
       const b = bytes[j]!;
-      const escape = ELEMENT_ESCAPES[b];
-      if (escape === undefined) out[p++] = b;
-      else {
-        out[p++] = escape[0]!;
-        out[p++] = escape[1]!;
-      }
+      const escape = ELEMENT_ESCAPES[b]!;
+      if (escape !== 0) out[p++] = escape;
+      out[p++] = b;
     }
     out[p++] = 34;
     this.length = p;

@@ -39,7 +39,10 @@ export interface TargetTable {
   reorderable: boolean;
   /** Each column's type, schema-qualified and without typmod, for a cast. */
   columnTypes: Map<string, string>;
-  /** Columns of an array type (or a domain over one): never passed as array elements. */
+  /**
+   * Columns of an array type (or a domain over one), or of a type whose array
+   * elements are not separated by commas (box): never passed as array elements.
+   */
   arrayColumns: Set<string>;
 }
 

@@ -29,7 +29,7 @@ select c.relkind = 'p' as partitioned,
          where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as column_types,
        to_json(array(select a.attname::text from pg_attribute a join pg_type t on t.oid = a.atttypid
               where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-                and t.typcategory = 'A')) as array_columns
+                and (t.typcategory = 'A' or t.typdelim <> ','))) as array_columns
   from pg_class c join pg_namespace n on n.oid = c.relnamespace
   left join lateral (select i.indexrelid, i.indkey from pg_index i
                       where i.indrelid = c.oid and (i.indisreplident or i.indisprimary)
