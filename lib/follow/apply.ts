@@ -29,7 +29,7 @@ import {
   updateSql,
 } from "./sql.ts";
 import { literal, quoteLiteral } from "../pg/quote.ts";
-import { type CopyRows, NetChanges } from "./net_changes.ts";
+import { NetChanges } from "./net_changes.ts";
 import { TargetTables } from "./target_tables.ts";
 import { logger } from "../log.ts";
 import type { StageCounters, Tally } from "./metrics.ts";
@@ -390,20 +390,17 @@ class TargetBatch {
     if (this.#net.empty) return;
     for (const statement of this.#net.take(target)) {
       this.#flushPending();
-      if (statement instanceof Uint8Array) {
-        this.#endText();
-        this.#steps.push({ sql: statement });
-        this.#stepBytes += statement.length;
-      } else this.#copy(statement);
+      if (statement instanceof Uint8Array) this.#push({ sql: statement });
+      else this.#push({ sql: statement.copy, copyData: statement.data });
       if (this.#bytes >= this.#batchBytes) await this.#send();
     }
   }
 
-  /** Adds a COPY with its rows, after the statements before it. */
-  #copy(rows: CopyRows): void {
+  /** Adds a query of its own (a COPY with its rows, say), after the statements before it. */
+  #push(step: PipelineStep): void {
     this.#endText();
-    this.#steps.push({ sql: rows.copy, copyData: rows.data });
-    this.#stepBytes += rows.data.length;
+    this.#steps.push(step);
+    this.#stepBytes += step.copyData?.length ?? step.sql.length;
   }
 
   /** Closes the statements so far into one query of the pipeline. */

@@ -293,8 +293,7 @@ class CopyLines {
   readonly columns: readonly Column[];
   readonly names: readonly string[];
   readonly #shape: Shape;
-  #bytes = new Uint8Array(16 * 1024);
-  #length = 0;
+  readonly #out = new ByteText(16 * 1024);
 
   constructor(columns: readonly Column[], shape: Shape) {
     this.columns = columns;
@@ -305,24 +304,16 @@ class CopyLines {
   add(row: Tuple): void {
     if (this.#shape.whole && row instanceof RawTuple) {
       // At most: every byte escaped, plus a separator and `\N` per value.
-      this.#reserve(2 * row.bytes.length + 3 * row.kinds.length + 1);
-      this.#length = copyRawRow(this.#bytes, this.#length, row);
+      const out = this.#out.reserve(2 * row.bytes.length + 3 * row.kinds.length + 1);
+      this.#out.length = copyRawRow(out, this.#out.length, row);
       return;
     }
-    const line = copyLine(shapeValues(this.#shape, row));
-    this.#reserve(3 * line.length);
-    this.#length += encoder.encodeInto(line, this.#bytes.subarray(this.#length)).written;
-  }
-
-  #reserve(most: number): void {
-    if (this.#length + most > this.#bytes.length) {
-      this.#bytes = grown(this.#bytes, this.#length + most);
-    }
+    this.#out.text(copyLine(shapeValues(this.#shape, row)));
   }
 
   /** The COPY data. */
   get data(): Uint8Array {
-    return this.#bytes.subarray(0, this.#length);
+    return this.#out.view;
   }
 
   /** The rows read back, with NULL where a column is not written (generated). */
@@ -623,26 +614,35 @@ let scratch = new Uint8Array(1024);
 
 /** UTF-8 text built in a growing buffer. */
 class ByteText {
-  #buffer = new Uint8Array(1024);
+  #buffer: Uint8Array;
+  /** Bytes written; a caller writing into `reserve()`'s buffer moves it. */
   length = 0;
+
+  constructor(size = 1024) {
+    this.#buffer = new Uint8Array(size);
+  }
 
   get view(): Uint8Array {
     return this.#buffer.subarray(0, this.length);
   }
 
-  #reserve(more: number): void {
+  /** The buffer, with room for `more` bytes after `length`. */
+  reserve(more: number): Uint8Array {
     if (this.length + more > this.#buffer.length) {
-      this.#buffer = grown(this.#buffer, this.length + more);
+      const bigger = new Uint8Array(Math.max(this.length + more, 2 * this.#buffer.length));
+      bigger.set(this.view);
+      this.#buffer = bigger;
     }
+    return this.#buffer;
   }
 
   text(text: string): void {
-    this.#reserve(3 * text.length);
+    this.reserve(3 * text.length);
     this.length += encoder.encodeInto(text, this.#buffer.subarray(this.length)).written;
   }
 
   bytes(bytes: Uint8Array): void {
-    this.#reserve(bytes.length);
+    this.reserve(bytes.length);
     this.#buffer.set(bytes, this.length);
     this.length += bytes.length;
   }
@@ -657,7 +657,7 @@ class ByteText {
 
   /** One array element of the UTF-8 text `bytes[start, end)`, quoted and escaped. */
   rawElement(bytes: Uint8Array, start: number, end: number, first: boolean): void {
-    this.#reserve(2 * (end - start) + 3);
+    this.reserve(2 * (end - start) + 3);
     const out = this.#buffer;
     let p = this.length;
     if (!first) out[p++] = 44;
@@ -687,12 +687,6 @@ COPY_ESCAPE_BYTES[10] = 110;
 COPY_ESCAPE_BYTES[13] = 114;
 COPY_ESCAPE_BYTES[92] = 92;
 const encoder = new TextEncoder();
-
-function grown(out: Uint8Array, need: number): Uint8Array<ArrayBuffer> {
-  const bigger = new Uint8Array(Math.max(need, 2 * out.length));
-  bigger.set(out);
-  return bigger;
-}
 
 /** One COPY line of a RawTuple's values, written at `p`; returns the end. */
 function copyRawRow(out: Uint8Array, at: number, row: RawTuple): number {
