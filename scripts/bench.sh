@@ -136,7 +136,9 @@ tree_id="$(git -C "$top" rev-parse --short HEAD 2>/dev/null)$(git -C "$top" diff
 
 pg_start source "$work/source" logical
 SRC_PORT=$PG_PORT
-pg_start target "$work/target" ""
+# The logical replication launcher starts at most one apply worker per wal_retrieve_retry_interval
+# (5 s by default): a native round enabled soon after the one before would wait for it.
+pg_start target "$work/target" "" "wal_retrieve_retry_interval = 100ms"
 TGT_PORT=$PG_PORT
 src() { echo "postgres://postgres@127.0.0.1:$SRC_PORT/$1"; }
 tgt() { echo "postgres://postgres@127.0.0.1:$TGT_PORT/$1"; }
