@@ -123,32 +123,35 @@ out.push(
 );
 
 /**
- * One backlog result per workload and consumer over its rounds: the round of
- * the median time (of an odd count; the faster middle one of an even count),
- * and every round's time. A round that failed makes the result that failure.
+ * One result per mode, workload and consumer over its rounds: the round of the
+ * median (backlog: time; live: lag) of an odd count, the better middle one of
+ * an even count, and every round's figure. A round that failed makes the
+ * result that failure.
  */
 interface Summary extends Result {
-  roundSeconds: (number | null)[];
+  roundFigures: (number | null)[];
 }
-function summarize(rounds: Result[]): Summary {
-  const roundSeconds = rounds.map((r) => r.ok ? r.seconds : null);
-  const failed = rounds.find((r) => !r.ok);
-  if (failed !== undefined) return { ...failed, roundSeconds };
-  const sorted = [...rounds].sort((a, b) => (a.seconds ?? 0) - (b.seconds ?? 0));
-  return { ...sorted[Math.floor((sorted.length - 1) / 2)]!, roundSeconds };
+function summarize(mode: string, figure: (r: Result) => number | null): Summary[] {
+  const summaries: Summary[] = [];
+  const ofMode = results.filter((r) => r.mode === mode);
+  for (const r of ofMode) {
+    if (summaries.some((b) => b.workload === r.workload && b.consumer === r.consumer)) continue;
+    const rounds = ofMode.filter((x) => x.workload === r.workload && x.consumer === r.consumer);
+    const roundFigures = rounds.map((x) => x.ok ? figure(x) : null);
+    const failed = rounds.find((x) => !x.ok);
+    if (failed !== undefined) {
+      summaries.push({ ...failed, roundFigures });
+      continue;
+    }
+    const sorted = [...rounds].sort((a, b) => (figure(a) ?? 0) - (figure(b) ?? 0));
+    summaries.push({ ...sorted[Math.floor((sorted.length - 1) / 2)]!, roundFigures });
+  }
+  return summaries;
 }
-const backlog: Summary[] = [];
-for (const r of results.filter((r) => r.mode === "backlog")) {
-  if (backlog.some((b) => b.workload === r.workload && b.consumer === r.consumer)) continue;
-  backlog.push(
-    summarize(
-      results.filter((x) =>
-        x.mode === "backlog" && x.workload === r.workload && x.consumer === r.consumer
-      ),
-    ),
-  );
-}
-const rounds = Math.max(0, ...backlog.map((b) => b.roundSeconds.length));
+const roundsOf = (summaries: Summary[]) =>
+  Math.max(0, ...summaries.map((b) => b.roundFigures.length));
+const backlog = summarize("backlog", (r) => r.seconds);
+const rounds = roundsOf(backlog);
 if (backlog.length) {
   out.push(
     "\nBacklog (changes accumulated, then consumed up to endpos; time = start → target caught up" +
@@ -171,7 +174,7 @@ if (backlog.length) {
       r.consumer,
       fmtS(r.load_seconds, 1),
       fmtS(r.seconds),
-      ...(rounds > 1 ? [r.roundSeconds.map((x) => fmtS(x)).join(" ")] : []),
+      ...(rounds > 1 ? [r.roundFigures.map((x) => fmtS(x)).join(" ")] : []),
       fmtInt(r.rows_per_s),
       fmtInt(r.txns_per_s),
       r.peak_rss_mib === null ? "" : `${r.peak_rss_mib} MiB`,
@@ -191,17 +194,31 @@ if (backlog.length) {
     );
   }
 }
-const live = results.filter((r) => r.mode === "live");
+const live = summarize("live", (r) => r.lag_s);
+const liveRounds = roundsOf(live);
 if (live.length) {
-  out.push("\nLive (consumer running during the load; lag = load end → target caught up)");
+  out.push(
+    "\nLive (consumer running during the load; lag = load end → target caught up" +
+      (liveRounds > 1 ? `; median of up to ${liveRounds} rounds, one load each` : "") + ")",
+  );
   out.push(table(
-    ["workload", "consumer", "load s", "load rows/s", "lag s", "peak RSS", "result"],
+    [
+      "workload",
+      "consumer",
+      "load s",
+      "load rows/s",
+      "lag s",
+      ...(liveRounds > 1 ? ["rounds lag s"] : []),
+      "peak RSS",
+      "result",
+    ],
     live.map((r) => [
       r.workload,
       r.consumer,
       fmtS(r.load_seconds, 1),
       fmtInt(r.load_seconds && r.rows !== null ? r.rows / r.load_seconds : null),
       fmtS(r.lag_s),
+      ...(liveRounds > 1 ? [r.roundFigures.map((x) => fmtS(x)).join(" ")] : []),
       r.peak_rss_mib === null ? "" : `${r.peak_rss_mib} MiB`,
       note(r),
     ]),
@@ -252,7 +269,14 @@ console.log(out.join("\n"));
 await Deno.writeTextFile(
   jsonPath,
   JSON.stringify(
-    { kind: "pgferry-bench-cdc", meta, results, backlog_medians: backlog, ratios },
+    {
+      kind: "pgferry-bench-cdc",
+      meta,
+      results,
+      backlog_medians: backlog,
+      live_medians: live,
+      ratios,
+    },
     null,
     2,
   ) +

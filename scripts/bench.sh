@@ -10,8 +10,8 @@
 #            consumer in turn consumes the backlog (after a checkpoint on both clusters, so that
 #            none inherits the dirty pages of the one before): time from its start until the
 #            marker row is on its target (pg_recvlogical: until it exits at endpos).
-#   live     one load per consumer, the consumer running during it: lag = time from the marker's
-#            commit (the load's end) until the marker is on the target.
+#   live     one load per consumer and round, the consumer running during it: lag = time from the
+#            marker's commit (the load's end) until the marker is on the target.
 # Consumers: pgferry follow; native logical replication (publication + subscription,
 # copy_data=false); pgcopydb 0.10 follow (wal2json, with a timeout; its failure is reported);
 # pg_recvlogical --start -E endpos -f /dev/null (test_decoding, and pgoutput in backlog mode) as the
@@ -28,7 +28,9 @@
 #   BENCH_MODES="backlog live" BENCH_WORKLOADS="pgbench bulk tiny"
 #   BENCH_ROUNDS=3   backlog rounds: every consumer gets a copy of the backlog (its own slot and
 #                    target) per round and the consumers take turns, round after round, so that
-#                    a slow moment of the machine falls on all; tables and ratios use the median
+#                    a slow moment of the machine falls on all; live rounds: one load each, the
+#                    consumers in a rotating order; tables and ratios use the median (pgcopydb:
+#                    one round, as each of its failures waits out a timeout)
 #   BENCH_CONSUMERS="recvlogical native pgferry pgcopydb"
 #   BENCH_PGFERRY_PLUGIN=pgoutput BENCH_TIMEOUT=300 (per consumer)
 #   BENCH_PGCOPYDB_TIMEOUT=60 BENCH_PGCOPYDB_LIVE_TIMEOUT=30 (after the load ends)
@@ -640,9 +642,9 @@ live() { # workload consumer
     [ "$verdict" != ok ] && [ -z "$err" ] && err="$verdict"
   fi
   [ -n "$lag" ] && [ -z "$err" ] && ok=1
-  record mode=live workload="$w" consumer="$c$([ "$c" = recvlogical ] && echo " (test_decoding)")" ok=$ok lag="$lag" \
+  record mode=live round="$ROUND" workload="$w" consumer="$c$([ "$c" = recvlogical ] && echo " (test_decoding)")" ok=$ok lag="$lag" \
     load_seconds="$LOAD_SECONDS" rows="$rows" txns="$txns" verified="$verdict" applied_txns="$applied" peak_rss_kib="$rss" error="$err"
-  log "live $w: $c lag=${lag:-—}s load=${LOAD_SECONDS}s verified=$verdict${rss:+ rss=${rss}KiB}${err:+ error: $err}"
+  log "live $w: round $ROUND: $c lag=${lag:-—}s load=${LOAD_SECONDS}s verified=$verdict${rss:+ rss=${rss}KiB}${err:+ error: $err}"
 }
 
 # ---------------------------------------------------------------- main
@@ -672,7 +674,15 @@ for mode in $MODES; do
     if [ "$mode" = backlog ]; then
       backlog "$w"
     else
-      for c in $CONSUMERS; do live "$w" "$c"; done
+      read -r -a order <<<"$CONSUMERS"
+      for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+        for ((i = 0; i < ${#order[@]}; i++)); do
+          c=${order[$(((i + ROUND - 1) % ${#order[@]}))]}
+          [ "$c" = pgcopydb ] && [ $ROUND -gt 1 ] && continue
+          live "$w" "$c"
+        done
+      done
+      ROUND=1
     fi
   done
 done
