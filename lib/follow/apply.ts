@@ -54,6 +54,8 @@ export type ApplyEnd = "endpos" | "aborted";
 
 const POLL_SENTINEL_MS = 200;
 const REPORT_MS = 1000;
+/** When apply has caught up: replay_lsn is written to the catalog at most this often. */
+const IDLE_REPORT_MS = 100;
 const CANCEL_AFTER_STOP_MS = 1000;
 
 /**
@@ -103,8 +105,9 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
     reader.seek(progress);
     batch.appliedUpTo(progress);
 
-    const report = async (force = false) => {
-      if (replayed === reported || (!force && Date.now() - lastReport < REPORT_MS)) return;
+    /** Writes replay_lsn to the catalog when it moved and `every` ms passed since the last time. */
+    const report = async (every = REPORT_MS) => {
+      if (replayed === reported || Date.now() - lastReport < every) return;
       await updateSentinel(catalog, { replayLsn: replayed });
       reported = replayed;
       lastReport = Date.now();
@@ -138,7 +141,8 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
       if (record === undefined) {
         await commitGroup();
         idle = Math.min(idle + 1, 10);
-        await report(true);
+        // Caught up: say so soon, but not on every poll of a trickle (a catalog write each).
+        await report(IDLE_REPORT_MS);
         await sleep(idle * 2, signal);
         continue;
       }
@@ -189,7 +193,7 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
       // Only keepalives lie past endpos (one read before endpos was set): stop exactly there.
       replayed = sentinel.endpos;
     }
-    await report(true);
+    await report(0);
     return signal?.aborted ? "aborted" : "endpos";
   } catch (err) {
     if (signal?.aborted) return "aborted"; // the statement cancelled on stop

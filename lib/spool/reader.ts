@@ -6,6 +6,7 @@
  * out and write another one in its place). SHAPE records are read, never
  * handed out.
  */
+import { existsSync } from "node:fs";
 import { formatLsn, type Lsn } from "../lsn.ts";
 import { RecordKind, type SpoolRecord } from "./record.ts";
 import { RecordFile } from "./record_file.ts";
@@ -49,7 +50,7 @@ export class SpoolReader {
     const current = this.#segment!;
     if (this.#lastEnd !== undefined) {
       const expected = segmentAt(this.cdcDir, this.#lastEnd);
-      if (exists(expected.path)) return expected;
+      if (existsSync(expected.path)) return expected; // no thrown error when it is not there
     }
     return listSegments(this.cdcDir).find((s) => s.after > current.after);
   }
@@ -86,7 +87,7 @@ export class SpoolReader {
       if (last !== undefined) continue;
       if (this.#lastEnd !== undefined && later.after !== this.#lastEnd) {
         const expected = segmentAt(this.cdcDir, this.#lastEnd);
-        if (!exists(expected.path)) {
+        if (!existsSync(expected.path)) {
           throw new RangeError(
             `Spool gap: segment ${this.#segment!.name} ends with a transaction at ${
               formatLsn(this.#lastEnd)
@@ -107,15 +108,5 @@ export class SpoolReader {
     this.#file = undefined;
     this.#segment = undefined;
     this.#lastEnd = undefined;
-  }
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
   }
 }
