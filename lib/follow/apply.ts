@@ -121,9 +121,12 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
     const reachedEndpos = () => sentinel.endpos !== 0n && replayed >= sentinel.endpos;
 
     const rows = new RowTallies(counters);
-    /** Commits the open group; with `wait`, until the server has, and replay_lsn moves there. */
+    /**
+     * Commits the open group. With `wait`, until the server has, and replay_lsn moves there;
+     * without, the COMMIT goes out with the next group's first round trip.
+     */
     const commitGroup = async (wait = true) => {
-      await batch.commit();
+      await batch.commit(wait);
       if (!wait) return;
       const end = await batch.sync();
       if (end > replayed) replayed = end;
@@ -132,7 +135,8 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
     while (!signal?.aborted) {
       counters.alive();
       if (Date.now() - lastPoll >= POLL_SENTINEL_MS) {
-        await commitGroup();
+        // No commit and wait here: the server would sit idle while the next statements are built.
+        if (batch.committed > replayed) replayed = batch.committed;
         sentinel = readSentinel(catalog.db);
         lastPoll = Date.now();
       }
@@ -186,7 +190,9 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
         end,
         record.commitTime,
       );
-      if (batch.transactions >= GROUP_TRANSACTIONS) await commitGroup(false);
+      if (batch.transactions >= GROUP_TRANSACTIONS || batch.groupAge >= GROUP_MS) {
+        await commitGroup(false);
+      }
       await report();
     }
     await commitGroup().catch(async (err) => {
@@ -271,6 +277,8 @@ function inContext(err: unknown, committed: Lsn, adding: Lsn): unknown {
 
 /** Source transactions grouped into one target transaction, at most. */
 const GROUP_TRANSACTIONS = 5000;
+/** A group is committed once it is this old (ms), at the end of a source transaction. */
+const GROUP_MS = 200;
 /** Merged changes held before they are written out (inside the open target transaction). */
 const NET_ROWS = 5_000;
 const NET_BYTES = 16 * 1024 * 1024;
@@ -313,6 +321,8 @@ class TargetBatch {
   /** INSERT rows of one shape held back to go as one multi-row INSERT. */
   #pending: { statement: Statement; tuples: string[]; bytes: number } | undefined;
   #group: Group | undefined;
+  /** Groups whose COMMIT is in `#text`, not yet sent. */
+  #commits: Group[] = [];
   #inflight: Promise<void> | undefined;
   #failure: unknown;
   #committed: Lsn = 0n;
@@ -329,6 +339,11 @@ class TargetBatch {
   /** Source transactions in the open target transaction. */
   get transactions(): number {
     return this.#group?.transactions ?? 0;
+  }
+
+  /** Milliseconds since the open target transaction began (0: none is open). */
+  get groupAge(): number {
+    return this.#group === undefined ? 0 : performance.now() - this.#group.began;
   }
 
   /**
@@ -463,20 +478,25 @@ class TargetBatch {
   }
 
   /**
-   * Sends the COMMIT, with the last transaction's origin progress, without
-   * waiting for it: the next group is built while the server commits this one.
-   * `committed` moves once the server has answered (see `sync`).
+   * Ends the open group with a COMMIT that carries the last transaction's origin
+   * progress. With `send`, it goes out at once, without waiting for the answer;
+   * else with the next round trip, so that the server never waits for the next
+   * group's first statements with nothing to do: at a full group, the round trip
+   * before it is still under way. `committed` moves once the server has answered
+   * (see `sync`).
    */
-  async commit(): Promise<void> {
+  async commit(send = true): Promise<void> {
     const group = this.#group;
-    if (group === undefined) return;
-    await this.#writeNet();
-    this.#flushPending();
-    this.#text += `select pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(group.end))}, ${
-      quoteLiteral(formatPgTimestamp(group.commitTime))
-    });commit`;
-    this.#group = undefined;
-    await this.#send(group);
+    if (group !== undefined) {
+      await this.#writeNet();
+      this.#flushPending();
+      this.#text += `select pg_replication_origin_xact_setup(${
+        quoteLiteral(formatLsn(group.end))
+      }, ${quoteLiteral(formatPgTimestamp(group.commitTime))});commit;`;
+      this.#group = undefined;
+      this.#commits.push(group);
+    }
+    if (send && this.#commits.length > 0) await this.#send();
   }
 
   /** The end of the last source transaction the server has committed (as of the last answer). */
@@ -499,6 +519,7 @@ class TargetBatch {
     this.#pending = undefined;
     this.#net.clear();
     this.#group = undefined;
+    this.#commits = [];
     await this.#inflight?.catch(() => {});
     this.#inflight = undefined;
     this.#failure = undefined;
@@ -526,18 +547,20 @@ class TargetBatch {
     return this.#group;
   }
 
-  async #send(commits?: Group): Promise<void> {
+  async #send(): Promise<void> {
     await this.#settle();
     this.#flushPending();
     this.#endText();
     const steps = this.#steps;
+    const commits = this.#commits;
     this.#steps = [];
     this.#stepBytes = 0;
+    this.#commits = [];
     this.#inflight = this.#connection.pipeline(steps).then(
       () => {
         this.#roundTrips.value++;
         this.#counters.alive();
-        if (commits !== undefined) this.#committed = this.#counted(commits);
+        for (const group of commits) this.#committed = this.#counted(group);
       },
       (err) => {
         this.#failure = inContext(err, this.#committed, this.#adding);
