@@ -63,21 +63,24 @@ export function encodeRecord(kind: RecordKind, lsn: Lsn, change?: Change | strin
 }
 
 /**
- * Encodes a CHANGE, COMMIT or SHAPE record of `text` straight into `out` at
- * `at` (no copy of its own); returns its length, or 0 when it might not fit.
+ * Encodes a record of `text` straight into `out` at `at` (no copy of its own);
+ * returns its length, or 0 when it might not fit. A BEGIN gets end_lsn and
+ * commit_time 0, for `patchBegin`.
  */
 export function encodeTextRecordInto(
   out: Uint8Array,
   at: number,
-  kind: typeof RecordKind.Change | typeof RecordKind.Commit | typeof RecordKind.Shape,
+  kind: Exclude<RecordKind, typeof RecordKind.Keepalive>,
   lsn: Lsn,
   text: string,
   view = viewOf(out),
 ): number {
-  const payloadAt = at + RECORD_HEADER + BODY_HEADER;
+  const extra = kind === RecordKind.Begin ? 16 : 0;
+  const payloadAt = at + RECORD_HEADER + BODY_HEADER + extra;
   if (payloadAt + text.length * 3 > out.length) return 0; // 3 bytes of UTF-8 per UTF-16 unit at most
+  if (extra > 0) out.fill(0, payloadAt - extra, payloadAt);
   const written = utf8.encodeInto(text, out.subarray(payloadAt)).written;
-  return sealRecord(out, at, kind, lsn, written, view);
+  return sealRecord(out, at, kind, lsn, extra + written, view);
 }
 
 /**

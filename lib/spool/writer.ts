@@ -52,7 +52,12 @@ export class SpoolWriter {
   readonly #view = new DataView(this.#buf.buffer);
   #bufLen = 0;
   /** The open transaction: where its BEGIN is, and a copy of that record. */
-  #txn: { offset: number; begin: Uint8Array } | undefined;
+  /**
+   * The open transaction: where its BEGIN record starts in the file, and its
+   * length. The record is patched in the buffer at COMMIT; `begin` holds a copy
+   * once a flush has written it to the file (a large transaction).
+   */
+  #txn: { offset: number; length: number; begin: Uint8Array | undefined } | undefined;
   #lastCommit: Lsn = 0n;
   #lastKeepalive: Lsn = 0n;
   #durable: Lsn = 0n;
@@ -197,6 +202,11 @@ export class SpoolWriter {
   /** Writes buffered records to the file (visible to readers, not yet durable). */
   flush(): void {
     if (this.#bufLen === 0) return;
+    const txn = this.#txn;
+    if (txn !== undefined && txn.begin === undefined && txn.offset >= this.#fileSize) {
+      const at = txn.offset - this.#fileSize;
+      txn.begin = this.#buf.slice(at, at + txn.length);
+    }
     writeAll(this.#file, this.#buf.subarray(0, this.#bufLen));
     this.#fileSize += this.#bufLen;
     this.#bufLen = 0;
@@ -224,8 +234,27 @@ export class SpoolWriter {
     if (this.#txn !== undefined) {
       throw new RangeError(`BEGIN at ${change.lsn} inside an open transaction`);
     }
-    const record = encodeRecord(RecordKind.Begin, change.lsn, change);
-    this.#txn = { offset: this.#fileSize + this.#bufLen, begin: record };
+    const text = encodeChange(change);
+    let length = encodeTextRecordInto(
+      this.#buf,
+      this.#bufLen,
+      RecordKind.Begin,
+      change.lsn,
+      text,
+      this.#view,
+    );
+    if (length === 0 && this.#bufLen > 0) {
+      this.flush();
+      length = encodeTextRecordInto(this.#buf, 0, RecordKind.Begin, change.lsn, text, this.#view);
+    }
+    if (length > 0) {
+      this.#txn = { offset: this.#fileSize + this.#bufLen, length, begin: undefined };
+      this.#bufLen += length;
+      return;
+    }
+    const record = encodeRecord(RecordKind.Begin, change.lsn, change); // larger than the buffer
+    if (this.#bufLen + record.length > this.#buf.length) this.flush();
+    this.#txn = { offset: this.#fileSize + this.#bufLen, length: record.length, begin: record };
     this.#write(record);
   }
 
@@ -237,18 +266,20 @@ export class SpoolWriter {
       this.#cutBackTo(txn.offset); // the slot sent a transaction we already have
       return;
     }
-    patchBegin(txn.begin, change.endLsn, change.commitTime);
     if (txn.offset >= this.#fileSize) {
-      this.#buf.set(txn.begin, txn.offset - this.#fileSize);
+      const at = txn.offset - this.#fileSize;
+      patchBegin(this.#buf.subarray(at, at + txn.length), change.endLsn, change.commitTime);
       this.#writeText(RecordKind.Commit, change.lsn, encodeChange(change));
     } else {
+      const begin = txn.begin!;
+      patchBegin(begin, change.endLsn, change.commitTime);
       // The BEGIN is already in the file (a large transaction): write everything up to
       // and including COMMIT first, so that a reader who sees the patched BEGIN finds
       // every record of the transaction in the file.
       this.#writeText(RecordKind.Commit, change.lsn, encodeChange(change));
       this.flush();
       this.#file.seekSync(txn.offset, Deno.SeekMode.Start);
-      writeAll(this.#file, txn.begin);
+      writeAll(this.#file, begin);
       this.#file.seekSync(0, Deno.SeekMode.End);
     }
     this.#lastCommit = change.endLsn;
