@@ -35,6 +35,8 @@ export { PgConnectionError, PgError };
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const NUL = new Uint8Array(1);
+/** COPY data of a pipeline this large goes out after its frame header, uncopied. */
+const LARGE_COPY_DATA = 64 * 1024;
 
 const PROTOCOL_VERSION_3 = 196608;
 const SSL_REQUEST_CODE = 80877103;
@@ -91,6 +93,18 @@ function frame(type: number | undefined, ...parts: (string | Uint8Array | number
     offset += chunk.length;
   }
   return out;
+}
+
+const COPY_DONE_FRAME = frame(COPY_DONE);
+
+/** A Query frame of `sql` with one buffer: its text encoded in place. */
+function queryFrame(sql: string | Uint8Array): Uint8Array {
+  if (typeof sql !== "string") return frame(QUERY, sql, NUL);
+  const out = new Uint8Array(5 + sql.length * 3 + 1); // 3 bytes of UTF-8 per UTF-16 unit at most
+  const written = encoder.encodeInto(sql, out.subarray(5)).written;
+  out[0] = QUERY;
+  new DataView(out.buffer).setInt32(1, 4 + written + 1);
+  return out.subarray(0, 5 + written + 1); // the NUL is already there
 }
 
 function cstrings(body: Uint8Array, offset = 0): string[] {
@@ -212,7 +226,7 @@ export class CopyConnection implements AsyncDisposable {
   /** Runs one simple-protocol query string (several statements allowed); returns the last result. */
   async query(sql: string): Promise<QueryResult> {
     this.#enter("idle", "busy");
-    await this.#write(frame(QUERY, sql));
+    await this.#write(queryFrame(sql));
     let result: QueryResult = { columns: [], rows: [], command: "" };
     let error: PgError | undefined;
     for (;;) {
@@ -258,7 +272,7 @@ export class CopyConnection implements AsyncDisposable {
    */
   async copyOut(sql: string, sink: CopySink): Promise<CopyCount> {
     this.#enter("idle", "busy");
-    await this.#write(frame(QUERY, sql));
+    await this.#write(queryFrame(sql));
     let error: PgError | undefined;
     // Up to CopyOutResponse (or an error).
     for (;;) {
@@ -357,13 +371,20 @@ export class CopyConnection implements AsyncDisposable {
   async pipeline(steps: readonly PipelineStep[]): Promise<void> {
     this.#enter("idle", "busy");
     for (const step of steps) {
-      await this.#write(
-        typeof step.sql === "string" ? frame(QUERY, step.sql) : frame(QUERY, step.sql, NUL),
-      );
-      if (step.copyData !== undefined) {
-        await this.#write(frame(COPY_DATA, step.copyData));
-        await this.#write(frame(COPY_DONE));
+      await this.#write(queryFrame(step.sql));
+      const data = step.copyData;
+      if (data === undefined) continue;
+      if (data.length < LARGE_COPY_DATA) {
+        await this.#write(frame(COPY_DATA, data));
+      } else {
+        // Its header, then the data as it is: no copy of megabytes of rows.
+        const header = new Uint8Array(5);
+        header[0] = COPY_DATA;
+        new DataView(header.buffer).setInt32(1, 4 + data.length);
+        await this.#write(header);
+        await this.#write(data);
       }
+      await this.#write(COPY_DONE_FRAME);
     }
     let error: PgError | undefined;
     for (const step of steps) {
@@ -400,7 +421,7 @@ export class CopyConnection implements AsyncDisposable {
   /** Runs `COPY … FROM STDIN` and waits for the server to accept data. */
   async startCopyIn(sql: string): Promise<void> {
     this.#enter("idle", "busy");
-    await this.#write(frame(QUERY, sql));
+    await this.#write(queryFrame(sql));
     let error: PgError | undefined;
     for (;;) {
       const { type, body } = await this.#next();
