@@ -578,9 +578,10 @@ export function parseErrorFields(body: Uint8Array): PgErrorFields {
 }
 
 /**
- * Buffered frame reader. Buffers are never reused: a frame body handed out stays
- * valid (XLogData payloads are views into it), and a new buffer is allocated
- * only when the next frame does not fit in what is left of the current one.
+ * Buffered frame reader. A frame body handed out (XLogData payloads are views
+ * into it) stays valid until the next `fill`: that moves what is left of the
+ * buffer to its start, and allocates a new buffer only for a frame larger than
+ * the current one.
  */
 class FrameReader {
   #conn: Deno.Conn;
@@ -629,10 +630,16 @@ class FrameReader {
     const pending = this.#end - this.#start;
     const needed = pending >= 5 ? 1 + this.#view.getUint32(this.#start + 1) : 5;
     if (this.#start + Math.max(needed, pending + 1) > this.#buffer.length) {
-      const next = new Uint8Array(Math.max(READ_SIZE, needed));
-      next.set(this.#buffer.subarray(this.#start, this.#end));
-      this.#buffer = next;
-      this.#view = new DataView(next.buffer);
+      const size = Math.max(READ_SIZE, needed);
+      if (size <= this.#buffer.length) {
+        // The frames handed out before are used up (see XLogData.data): reuse the buffer.
+        this.#buffer.copyWithin(0, this.#start, this.#end);
+      } else {
+        const next = new Uint8Array(size);
+        next.set(this.#buffer.subarray(this.#start, this.#end));
+        this.#buffer = next;
+        this.#view = new DataView(next.buffer);
+      }
       this.#start = 0;
       this.#end = pending;
     }

@@ -28,7 +28,10 @@ export interface XLogData {
   walEnd: Lsn;
   /** Server clock when sent, microseconds since 2000-01-01 UTC. */
   sendTime: bigint;
-  /** The payload: a view into the receive buffer, not a copy. Copy it to keep it long. */
+  /**
+   * The payload: a view into the receive buffer, not a copy, valid until the
+   * stream reads from the socket again (the buffer is reused). Copy it to keep it.
+   */
   data: Uint8Array;
 }
 
