@@ -102,9 +102,14 @@ function queryFrame(sql: string | Uint8Array): Uint8Array {
   if (typeof sql !== "string") return frame(QUERY, sql, NUL);
   const out = new Uint8Array(5 + sql.length * 3 + 1); // 3 bytes of UTF-8 per UTF-16 unit at most
   const written = encoder.encodeInto(sql, out.subarray(5)).written;
-  out[0] = QUERY;
-  new DataView(out.buffer).setInt32(1, 4 + written + 1);
-  return out.subarray(0, 5 + written + 1); // the NUL is already there
+  return setHeader(out, QUERY, written + 1).subarray(0, 5 + written + 1); // the NUL is already there
+}
+
+/** Writes a frame's type and length (of a body of `bodyLength` bytes) into `out`'s first 5 bytes. */
+function setHeader(out: Uint8Array, type: number, bodyLength: number): Uint8Array {
+  out[0] = type;
+  new DataView(out.buffer, out.byteOffset).setInt32(1, 4 + bodyLength);
+  return out;
 }
 
 function cstrings(body: Uint8Array, offset = 0): string[] {
@@ -378,10 +383,7 @@ export class CopyConnection implements AsyncDisposable {
         await this.#write(frame(COPY_DATA, data));
       } else {
         // Its header, then the data as it is: no copy of megabytes of rows.
-        const header = new Uint8Array(5);
-        header[0] = COPY_DATA;
-        new DataView(header.buffer).setInt32(1, 4 + data.length);
-        await this.#write(header);
+        await this.#write(setHeader(new Uint8Array(5), COPY_DATA, data.length));
         await this.#write(data);
       }
       await this.#write(COPY_DONE_FRAME);

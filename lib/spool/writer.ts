@@ -51,7 +51,6 @@ export class SpoolWriter {
   readonly #buf = new Uint8Array(BUFFER);
   readonly #view = new DataView(this.#buf.buffer);
   #bufLen = 0;
-  /** The open transaction: where its BEGIN is, and a copy of that record. */
   /**
    * The open transaction: where its BEGIN record starts in the file, and its
    * length. The record is patched in the buffer at COMMIT; `begin` holds a copy
@@ -125,19 +124,28 @@ export class SpoolWriter {
     }
   }
 
-  /** Encodes a CHANGE, COMMIT or SHAPE record of `text` into the buffer (copied when larger). */
+  /**
+   * Encodes a record of `text` into the buffer (copied when larger). Returns
+   * where it starts in the file, its length, and the record itself when it was
+   * encoded on its own.
+   */
   #writeText(
-    kind: typeof RecordKind.Change | typeof RecordKind.Commit | typeof RecordKind.Shape,
+    kind: Exclude<RecordKind, typeof RecordKind.Keepalive>,
     lsn: Lsn,
     text: string,
-  ): void {
+  ): { offset: number; length: number; record?: Uint8Array } {
     let length = encodeTextRecordInto(this.#buf, this.#bufLen, kind, lsn, text, this.#view);
     if (length === 0 && this.#bufLen > 0) {
       this.flush();
       length = encodeTextRecordInto(this.#buf, 0, kind, lsn, text, this.#view);
     }
-    if (length > 0) this.#bufLen += length;
-    else this.#write(encodeRecord(kind, lsn, text)); // larger than the buffer
+    if (length > 0) {
+      const offset = this.#fileSize + this.#bufLen;
+      this.#bufLen += length;
+      return { offset, length };
+    }
+    const record = encodeRecord(kind, lsn, text); // larger than the buffer
+    return { offset: this.#write(record), length: record.length, record };
   }
 
   /**
@@ -149,7 +157,8 @@ export class SpoolWriter {
     const tuple = change.tag === "Delete" ? undefined : change.new;
     const old = change.tag === "Insert" ? null : change.old;
     if (tuple === undefined && old === null) {
-      return this.#writeText(RecordKind.Change, change.lsn, encodeChange(change));
+      this.#writeText(RecordKind.Change, change.lsn, encodeChange(change));
+      return;
     }
     const newShape = tuple === undefined ? -1 : this.#shape(change, tuple.columns);
     const oldShape = old === null ? -1 : this.#shape(change, old.columns);
@@ -234,28 +243,12 @@ export class SpoolWriter {
     if (this.#txn !== undefined) {
       throw new RangeError(`BEGIN at ${change.lsn} inside an open transaction`);
     }
-    const text = encodeChange(change);
-    let length = encodeTextRecordInto(
-      this.#buf,
-      this.#bufLen,
+    const { offset, length, record } = this.#writeText(
       RecordKind.Begin,
       change.lsn,
-      text,
-      this.#view,
+      encodeChange(change),
     );
-    if (length === 0 && this.#bufLen > 0) {
-      this.flush();
-      length = encodeTextRecordInto(this.#buf, 0, RecordKind.Begin, change.lsn, text, this.#view);
-    }
-    if (length > 0) {
-      this.#txn = { offset: this.#fileSize + this.#bufLen, length, begin: undefined };
-      this.#bufLen += length;
-      return;
-    }
-    const record = encodeRecord(RecordKind.Begin, change.lsn, change); // larger than the buffer
-    if (this.#bufLen + record.length > this.#buf.length) this.flush();
-    this.#txn = { offset: this.#fileSize + this.#bufLen, length: record.length, begin: record };
-    this.#write(record);
+    this.#txn = { offset, length, begin: record };
   }
 
   #commit(change: Commit): void {
@@ -286,8 +279,10 @@ export class SpoolWriter {
     if (this.#fileSize + this.#bufLen >= this.#segmentSize) this.#rotate();
   }
 
-  #write(record: Uint8Array): void {
+  /** Appends a whole record; returns where it starts in the file. */
+  #write(record: Uint8Array): number {
     if (this.#bufLen + record.length > this.#buf.length) this.flush();
+    const offset = this.#fileSize + this.#bufLen;
     if (record.length > this.#buf.length) {
       writeAll(this.#file, record);
       this.#fileSize += record.length;
@@ -296,6 +291,7 @@ export class SpoolWriter {
       this.#buf.set(record, this.#bufLen);
       this.#bufLen += record.length;
     }
+    return offset;
   }
 
   #cutBackTo(offset: number): void {
