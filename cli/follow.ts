@@ -539,7 +539,7 @@ const apply = pipelineCommand(
   ["stream", "apply"],
   "Apply what the spool holds to the target, up to endpos",
   ["apply"],
-  "Applies complete transactions from <dir>/cdc to the target, exactly once, until endpos.",
+  "Applies the transactions in <dir>/cdc to the target, exactly once, until endpos.",
 );
 const catchup = { ...apply, path: ["stream", "catchup"], summary: "Same as stream apply" };
 

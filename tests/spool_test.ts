@@ -4,10 +4,16 @@ import { decodeShapedRow, encodeShape, Shapes } from "../lib/spool/shaped_row.ts
 import { tempDir } from "./helpers/env.ts";
 import { SpoolWriter } from "../lib/spool/writer.ts";
 import { SpoolReader } from "../lib/spool/reader.ts";
-import { RecordKind, type SpoolRecord } from "../lib/spool/record.ts";
+import {
+  patchBegin,
+  RECORD_HEADER,
+  RecordKind,
+  recordLength,
+  type SpoolRecord,
+} from "../lib/spool/record.ts";
 import { crc32 } from "../lib/spool/crc32.ts";
 import { crc32 as zlibCrc32 } from "node:zlib";
-import { listSegments, spoolDir } from "../lib/spool/segments.ts";
+import { listSegments, readCuts, spoolDir } from "../lib/spool/segments.ts";
 import type { Change, Column } from "../lib/decode/change.ts";
 
 const columns: Column[] = [
@@ -100,6 +106,71 @@ Deno.test("a transaction still open is not handed out until its COMMIT is spoole
   assertEquals(drain(reader).length, 4);
   writer.close();
   reader.close();
+});
+
+Deno.test("asked for it, the reader hands out an open transaction as it is written; a cut of it is counted", async () => {
+  const dir = await tempDir("spool-open-early");
+  const writer = SpoolWriter.open(dir);
+  for (const c of txn(0)) writer.append(c);
+  const [begin, a, b, commit] = txn(1);
+  writer.append(begin!);
+  writer.append(a!);
+  writer.flush();
+  const reader = new SpoolReader(dir);
+  assertEquals(drain(reader).length, 4);
+  assert(reader.atOpenTransaction);
+  const open = reader.next(true);
+  assert(open?.kind === RecordKind.Begin && open.endLsn === 0n);
+  assertEquals(reader.next()?.kind, RecordKind.Change);
+  assertEquals(reader.next(), undefined);
+  assert(!reader.atOpenTransaction);
+  writer.append(b!);
+  writer.append(commit!);
+  writer.flush();
+  assertEquals(commits(drain(reader)), [0x2000n]);
+  // Cutting what a reader may have read is counted first; cutting what is only buffered is not.
+  const cuts = readCuts(spoolDir(dir));
+  const [begin2, c2] = txn(2);
+  writer.append(begin2!);
+  writer.append(c2!);
+  writer.abandonTransaction();
+  assertEquals(readCuts(spoolDir(dir)), cuts);
+  writer.append(begin2!);
+  writer.append(c2!);
+  writer.flush();
+  writer.abandonTransaction();
+  assertEquals(readCuts(spoolDir(dir)), cuts + 1);
+  for (const c of txn(2)) writer.append(c);
+  writer.close();
+  assertEquals(commits(drain(reader)), [0x3000n]);
+  reader.close();
+});
+
+Deno.test("a transaction whose COMMIT is in the file stays on reopening, its BEGIN patched then", async () => {
+  const dir = await tempDir("spool-unpatched");
+  const writer = SpoolWriter.open(dir);
+  for (const n of [0, 1]) for (const c of txn(n)) writer.append(c);
+  const path = writer.segmentPath;
+  writer.close();
+  // As if the writer stopped between writing txn 1's COMMIT and patching its BEGIN.
+  const bytes = await Deno.readFile(path);
+  const begins: number[] = []; // where each BEGIN record starts
+  for (let at = 0, length; (length = recordLength(bytes, at)) > 0; at += length) {
+    if (bytes[at + RECORD_HEADER] === RecordKind.Begin) begins.push(at);
+  }
+  const at = begins[1]!;
+  patchBegin(bytes.subarray(at, at + recordLength(bytes, at)), 0n, 0n);
+  await Deno.writeFile(path, bytes);
+  const cuts = readCuts(spoolDir(dir));
+  const again = SpoolWriter.open(dir);
+  assertEquals([again.lastCommit, again.cutAtOpen, readCuts(spoolDir(dir))], [0x2000n, 0, cuts]);
+  for (const c of txn(2)) again.append(c);
+  again.close();
+  const records = drain(new SpoolReader(dir));
+  assertEquals(commits(records), [0x1000n, 0x2000n, 0x3000n]);
+  const begin = records[4]!;
+  assert(begin.kind === RecordKind.Begin);
+  assertEquals([begin.endLsn, begin.commitTime], [0x2000n, 1235n]);
 });
 
 Deno.test("a transaction the slot sends again is not spooled twice", async () => {

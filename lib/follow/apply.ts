@@ -1,6 +1,7 @@
 /**
- * Apply: reads complete transactions from the spool and applies them to the
- * target, exactly once.
+ * Apply: reads transactions from the spool and applies them to the target,
+ * exactly once. Complete ones, grouped; a large one still arriving, as it
+ * comes (see addOpenTransaction).
  *
  * One target session with the replication origin set up. The restart point is
  * `pg_replication_origin_progress(origin, true)`: every transaction that ends
@@ -14,12 +15,13 @@
  */
 import type { Catalog } from "../catalog/catalog.ts";
 import { readSentinel, updateSentinel } from "../catalog/sentinel_store.ts";
-import type { Delete, Insert, TableName, Update } from "../decode/change.ts";
+import type { Commit, Delete, Insert, TableName, Update } from "../decode/change.ts";
 import { formatPgTimestamp } from "../decode/pg_timestamp.ts";
 import { formatLsn, type Lsn, parseLsn } from "../lsn.ts";
 import { CopyConnection, type PipelineStep, type QueryResult } from "../pg/copy_connection.ts";
-import { RecordKind } from "../spool/record.ts";
+import { RecordKind, type SpoolRecord } from "../spool/record.ts";
 import { SpoolReader } from "../spool/reader.ts";
+import { readCuts } from "../spool/segments.ts";
 import {
   deleteSql,
   insertSql,
@@ -121,6 +123,8 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
     const reachedEndpos = () => sentinel.endpos !== 0n && replayed >= sentinel.endpos;
 
     const rows = new RowTallies(counters);
+    const context = { batch, tables, rows, reader, counters, signal };
+    let openSince: number | undefined;
     /**
      * Commits the open group. With `wait`, until the server has, and replay_lsn moves there;
      * without, the COMMIT goes out with the next group's first round trip.
@@ -148,6 +152,17 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
         continue;
       }
       const record = reader.next();
+      if (record === undefined && reader.atOpenTransaction) {
+        // A large transaction still arriving: apply it as it comes, not once it is all in.
+        openSince ??= performance.now();
+        if (performance.now() - openSince >= OPEN_AFTER_MS) {
+          openSince = undefined;
+          await commitGroup();
+          await addOpenTransaction(context, sentinel.endpos);
+          if (batch.committed > replayed) replayed = batch.committed;
+          continue;
+        }
+      } else openSince = undefined;
       if (record === undefined) {
         await commitGroup();
         idle = Math.min(idle + 1, 10);
@@ -181,15 +196,13 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
         replayed = sentinel.endpos > replayed ? sentinel.endpos : replayed;
         break;
       }
-      if (end <= progress) {
+      if (end <= batch.committed) {
         await skipTransaction(reader, counters, signal);
         continue;
       }
-      await addTransaction(
-        { batch, tables, rows, reader, counters, signal },
-        end,
-        record.commitTime,
-      );
+      batch.adding(end);
+      await addTransaction(context, () => recordOfTransaction(reader, counters, signal));
+      batch.endTransaction(end, record.commitTime);
       if (batch.transactions >= GROUP_TRANSACTIONS || batch.groupAge >= GROUP_MS) {
         await commitGroup(false);
       }
@@ -651,16 +664,17 @@ interface TransactionContext {
   signal: AbortSignal | undefined;
 }
 
-/** Adds one complete source transaction from the spool to the batch. */
+/**
+ * Adds the changes of one source transaction to the batch, from the record
+ * after its BEGIN up to its COMMIT; returns the COMMIT.
+ */
 async function addTransaction(
-  { batch, tables, rows, reader, counters, signal }: TransactionContext,
-  end: Lsn,
-  commitTime: bigint,
-): Promise<void> {
-  batch.adding(end);
+  { batch, tables, rows }: TransactionContext,
+  next: () => Promise<SpoolRecord>,
+): Promise<Commit> {
   for (;;) {
-    const record = await recordOfTransaction(reader, counters, signal);
-    if (record.kind === RecordKind.Commit) break;
+    const record = await next();
+    if (record.kind === RecordKind.Commit) return record.change as Commit;
     if (record.kind !== RecordKind.Change) {
       throw new RangeError(`Spool out of step: record kind ${record.kind} inside a transaction`);
     }
@@ -681,7 +695,66 @@ async function addTransaction(
       );
     }
   }
-  batch.endTransaction(end, commitTime);
+}
+
+/**
+ * A transaction still arriving waits this long at its BEGIN before apply starts on it
+ * (most are complete long before).
+ */
+const OPEN_AFTER_MS = 20;
+
+/** The writer cut the open transaction out of the spool (see readCuts). */
+class SpoolCut extends Error {}
+
+/**
+ * Applies a transaction whose COMMIT is not in the spool yet, in a target
+ * transaction of its own, as its records come: the target works while the
+ * source still sends. It commits only once its COMMIT is read and the writer
+ * has cut nothing since its BEGIN; else (cut, re-sent, or past endpos) it is
+ * rolled back and the reader starts again from what the target has committed.
+ */
+async function addOpenTransaction(context: TransactionContext, endpos: Lsn): Promise<void> {
+  const { batch, reader, counters, signal } = context;
+  const cuts = readCuts(reader.cdcDir);
+  const cut = () => readCuts(reader.cdcDir) !== cuts;
+  reader.next(true); // its BEGIN
+  batch.adding(0n);
+  let commit: Commit | undefined;
+  try {
+    commit = await addTransaction(context, async () => {
+      for (;;) {
+        const record = reader.next();
+        if (record !== undefined) return record;
+        if (cut()) throw new SpoolCut();
+        counters.alive(); // waiting for input, not stuck on the target
+        if (signal?.aborted) throw signal.reason;
+        await sleep(5, signal);
+      }
+    });
+  } catch (err) {
+    // What a cut left in the file may read as anything.
+    if (!(err instanceof SpoolCut) && !cut()) throw err;
+  }
+  const why = commit === undefined || cut()
+    ? "was cut from the spool (receive started over)"
+    : commit.endLsn <= batch.committed
+    ? "was applied before"
+    : endpos !== 0n && commit.endLsn > endpos
+    ? "ends past endpos"
+    : undefined;
+  if (why !== undefined) {
+    await batch.rollback();
+    log.info(
+      `the transaction applied as it arrived ${why}: rolled back; reading the spool again after ${
+        formatLsn(batch.committed)
+      }`,
+    );
+    reader.seek(batch.committed);
+    return;
+  }
+  batch.endTransaction(commit.endLsn, commit.commitTime);
+  await batch.commit();
+  await batch.sync();
 }
 
 const OPERATIONS = { Insert: "insert", Update: "update", Delete: "delete" } as const;

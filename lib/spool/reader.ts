@@ -1,12 +1,13 @@
 /**
  * The spool reader: follows the segment files in order, like `tail -f`, and
- * hands out records of complete transactions only. A BEGIN whose end LSN has
- * not been patched in yet means "not complete": the reader waits there and
- * reads it again later (the writer may also cut a re-sent transaction back
- * out and write another one in its place). SHAPE records are read, never
- * handed out.
+ * hands out records of complete transactions, unless asked for an open one. A
+ * BEGIN whose end LSN has not been patched in yet means "not complete": the
+ * reader waits there and reads it again later (the writer may also cut a
+ * re-sent transaction back out and write another one in its place). SHAPE
+ * records are read, never handed out.
  */
 import { existsSync } from "node:fs";
+import type { Commit } from "../decode/change.ts";
 import { formatLsn, type Lsn } from "../lsn.ts";
 import { RecordKind, type SpoolRecord } from "./record.ts";
 import { RecordFile } from "./record_file.ts";
@@ -19,6 +20,7 @@ export class SpoolReader {
   #file: RecordFile | undefined;
   /** End LSN of the last transaction read from the current segment. */
   #lastEnd: Lsn | undefined;
+  #atOpen = false;
 
   constructor(dir: string) {
     this.cdcDir = spoolDir(dir);
@@ -55,11 +57,22 @@ export class SpoolReader {
     return listSegments(this.cdcDir).find((s) => s.after > current.after);
   }
 
+  /** The reader waits at the BEGIN of a transaction whose COMMIT is not in yet. */
+  get atOpenTransaction(): boolean {
+    return this.#atOpen;
+  }
+
   /**
    * The next record, or undefined when there is none yet (the caller waits and
    * asks again). Inside a complete transaction, every record is there.
+   *
+   * With `open`, a BEGIN is handed out before its transaction is complete:
+   * the records that follow come as the writer writes them (undefined in
+   * between), up to its COMMIT, or not at all should the writer cut the
+   * transaction out (see readCuts).
    */
-  next(): SpoolRecord | undefined {
+  next(open = false): SpoolRecord | undefined {
+    this.#atOpen = false;
     for (;;) {
       if (this.#file === undefined) {
         if (this.#segment === undefined) this.seek(0n);
@@ -68,14 +81,20 @@ export class SpoolReader {
       }
       const next = this.#file.peek();
       if (next !== undefined) {
-        if (next.record.kind === RecordKind.Begin && next.record.endLsn === 0n) {
+        const record = next.record;
+        if (record.kind === RecordKind.Begin && record.endLsn === 0n && !open) {
           this.#file.refresh(); // incomplete: read it again from the file next time
+          this.#atOpen = true;
           return undefined;
         }
         this.#file.offset += next.length;
-        if (next.record.kind === RecordKind.Shape) continue; // known to the file from now on
-        if (next.record.kind === RecordKind.Begin) this.#lastEnd = next.record.endLsn;
-        return next.record;
+        if (record.kind === RecordKind.Shape) continue; // known to the file from now on
+        if (record.kind === RecordKind.Begin) {
+          this.#lastEnd = record.endLsn === 0n ? undefined : record.endLsn;
+        } else if (record.kind === RecordKind.Commit && this.#lastEnd === undefined) {
+          this.#lastEnd = (record.change as Commit).endLsn;
+        }
+        return record;
       }
       // Nothing more here for now: move on only when a later segment exists,
       // which the writer creates after it finished this one.
@@ -108,5 +127,6 @@ export class SpoolReader {
     this.#file = undefined;
     this.#segment = undefined;
     this.#lastEnd = undefined;
+    this.#atOpen = false;
   }
 }

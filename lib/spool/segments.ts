@@ -46,3 +46,34 @@ export function listSegments(cdcDir: string): Segment[] {
   }
   return segments.sort((a, b) => (a.after < b.after ? -1 : a.after > b.after ? 1 : 0));
 }
+
+/**
+ * How many times the writer cut bytes out of the spool's files that a reader may
+ * have read (a transaction re-sent or abandoned, a tail cut at open). A reader
+ * inside a transaction whose COMMIT is not in the file yet reads this before it
+ * trusts what it read: the writer counts a cut before it makes it.
+ */
+export function readCuts(cdcDir: string): number {
+  try {
+    const bytes = Deno.readFileSync(join(cdcDir, CUTS));
+    return bytes.length === 8 ? Number(new DataView(bytes.buffer).getBigUint64(0, true)) : 0;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return 0;
+    throw err;
+  }
+}
+
+/** Counts one more cut (see readCuts). */
+export function countCut(cdcDir: string): void {
+  const bytes = new Uint8Array(8);
+  new DataView(bytes.buffer).setBigUint64(0, BigInt(readCuts(cdcDir) + 1), true);
+  // Written in place, never truncated: a reader sees the old count or the new one.
+  const file = Deno.openSync(join(cdcDir, CUTS), { write: true, create: true });
+  try {
+    file.writeSync(bytes);
+  } finally {
+    file.close();
+  }
+}
+
+const CUTS = "cuts";

@@ -28,10 +28,11 @@ import {
   encodeTextRecordInto,
   patchBegin,
   RecordKind,
+  type SpoolRecord,
 } from "./record.ts";
 import { ShapeNumbers } from "./shaped_row.ts";
 import { RecordFile } from "./record_file.ts";
-import { listSegments, segmentName, spoolDir } from "./segments.ts";
+import { countCut, listSegments, segmentName, spoolDir } from "./segments.ts";
 
 const BUFFER = 1 << 20;
 
@@ -299,6 +300,7 @@ export class SpoolWriter {
     if (offset >= this.#fileSize) {
       this.#bufLen = offset - this.#fileSize;
     } else {
+      countCut(this.cdcDir); // a reader may have read what goes
       this.#bufLen = 0;
       this.#file.truncateSync(offset);
       this.#file.seekSync(offset, Deno.SeekMode.Start);
@@ -331,35 +333,50 @@ export class SpoolWriter {
     this.#lastCommit = last.after;
     const file = new RecordFile(last.path);
     let goodEnd = 0;
-    // The open transaction's end LSN from its BEGIN: 0 when none is open or its BEGIN
-    // was never patched (a crash between writing COMMIT and patching BEGIN).
-    let inTxn = false;
-    let txnEnd = 0n;
+    // The open transaction's BEGIN: where it is, and its end LSN (0 when it was never
+    // patched: a crash between writing COMMIT and patching BEGIN).
+    let begin: { offset: number; length: number; endLsn: Lsn } | undefined;
+    /** A BEGIN patched here, to write back. */
+    let patched: { offset: number; bytes: Uint8Array } | undefined;
     try {
       for (;;) {
         const next = file.peekHeader();
         if (next === undefined) break;
-        file.offset += next.length;
         const { header } = next;
         if (header.kind === RecordKind.Begin) {
-          if (inTxn) break; // a BEGIN inside a transaction: not something we wrote
-          inTxn = true;
-          txnEnd = header.endLsn;
+          if (begin !== undefined) break; // a BEGIN inside a transaction: not something we wrote
+          begin = { offset: file.offset, length: next.length, endLsn: header.endLsn };
         } else if (header.kind === RecordKind.Commit) {
-          if (!inTxn || txnEnd === 0n) break;
-          inTxn = false;
-          goodEnd = file.offset;
-          this.#lastCommit = txnEnd;
-        } else if (header.kind === RecordKind.Keepalive && !inTxn) {
-          goodEnd = file.offset;
+          if (begin === undefined) break;
+          if (begin.endLsn === 0n) {
+            // Its COMMIT is in: the transaction stays (apply may have read it to the end).
+            const commit = (file.peek()!.record as SpoolRecord & { change: Commit }).change;
+            const bytes = new Uint8Array(begin.length);
+            readAt(last.path, begin.offset, bytes);
+            patchBegin(bytes, commit.endLsn, commit.commitTime);
+            patched = { offset: begin.offset, bytes };
+            begin.endLsn = commit.endLsn;
+          }
+          goodEnd = file.offset + next.length;
+          this.#lastCommit = begin.endLsn;
+          begin = undefined;
+        } else if (header.kind === RecordKind.Keepalive && begin === undefined) {
+          goodEnd = file.offset + next.length;
           this.#lastKeepalive = header.lsn;
         }
+        file.offset += next.length;
       }
     } finally {
       file.close();
     }
     this.#openSegment(last.path);
+    if (patched !== undefined) {
+      this.#file.seekSync(patched.offset, Deno.SeekMode.Start);
+      writeAll(this.#file, patched.bytes);
+      this.#file.seekSync(0, Deno.SeekMode.End);
+    }
     if (goodEnd < this.#fileSize) {
+      countCut(this.cdcDir);
       this.#cutAtOpen = this.#fileSize - goodEnd;
       this.#file.truncateSync(goodEnd);
       this.#file.seekSync(goodEnd, Deno.SeekMode.Start);
@@ -378,4 +395,19 @@ export class SpoolWriter {
 function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
   let written = 0;
   while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+}
+
+function readAt(path: string, offset: number, into: Uint8Array): void {
+  const file = Deno.openSync(path, { read: true });
+  try {
+    file.seekSync(offset, Deno.SeekMode.Start);
+    let read = 0;
+    while (read < into.length) {
+      const n = file.readSync(into.subarray(read));
+      if (n === null) throw new RangeError(`${path} ends inside a record at ${offset}`);
+      read += n;
+    }
+  } finally {
+    file.close();
+  }
 }
