@@ -666,15 +666,16 @@ interface TransactionContext {
 
 /**
  * Adds the changes of one source transaction to the batch, from the record
- * after its BEGIN up to its COMMIT; returns the COMMIT.
+ * after its BEGIN up to its COMMIT; returns the COMMIT record (its change is
+ * parsed only when asked for).
  */
 async function addTransaction(
   { batch, tables, rows }: TransactionContext,
   next: () => Promise<SpoolRecord>,
-): Promise<Commit> {
+): Promise<SpoolRecord> {
   for (;;) {
     const record = await next();
-    if (record.kind === RecordKind.Commit) return record.change as Commit;
+    if (record.kind === RecordKind.Commit) return record;
     if (record.kind !== RecordKind.Change) {
       throw new RangeError(`Spool out of step: record kind ${record.kind} inside a transaction`);
     }
@@ -721,7 +722,7 @@ async function addOpenTransaction(context: TransactionContext, endpos: Lsn): Pro
   batch.adding(0n);
   let commit: Commit | undefined;
   try {
-    commit = await addTransaction(context, async () => {
+    const record = await addTransaction(context, async () => {
       for (;;) {
         const record = reader.next();
         if (record !== undefined) return record;
@@ -731,6 +732,7 @@ async function addOpenTransaction(context: TransactionContext, endpos: Lsn): Pro
         await sleep(5, signal);
       }
     });
+    commit = record.change as Commit;
   } catch (err) {
     // What a cut left in the file may read as anything.
     if (!(err instanceof SpoolCut) && !cut()) throw err;
