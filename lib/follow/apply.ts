@@ -15,7 +15,7 @@
  */
 import type { Catalog } from "../catalog/catalog.ts";
 import { readSentinel, updateSentinel } from "../catalog/sentinel_store.ts";
-import type { Commit, Delete, Insert, TableName, Update } from "../decode/change.ts";
+import type { Change, Commit, Delete, Insert, TableName, Update } from "../decode/change.ts";
 import { formatPgTimestamp } from "../decode/pg_timestamp.ts";
 import { formatLsn, type Lsn, parseLsn } from "../lsn.ts";
 import { CopyConnection, type PipelineStep, type QueryResult } from "../pg/copy_connection.ts";
@@ -672,7 +672,7 @@ interface TransactionContext {
 async function addTransaction(
   { batch, tables, rows }: TransactionContext,
   next: () => Promise<SpoolRecord>,
-): Promise<SpoolRecord> {
+): Promise<{ readonly change: Change }> {
   for (;;) {
     const record = await next();
     if (record.kind === RecordKind.Commit) return record;
@@ -744,7 +744,7 @@ async function addOpenTransaction(context: TransactionContext, endpos: Lsn): Pro
     : endpos !== 0n && commit.endLsn > endpos
     ? "ends past endpos"
     : undefined;
-  if (why !== undefined) {
+  if (why !== undefined || commit === undefined) {
     await batch.rollback();
     log.info(
       `the transaction applied as it arrived ${why}: rolled back; reading the spool again after ${
