@@ -246,28 +246,35 @@ async function skipTransaction(
 const TRANSACTION_RECORDS_WAIT_MS = 30_000;
 
 /**
- * The next record inside a complete transaction. The writer may still be
- * writing the bytes that follow a BEGIN it patched (one write is not atomic to a
- * reader of the file), so a short wait is normal; a long one is a broken spool.
+ * The next record inside a transaction, waiting for it. Of a complete
+ * transaction, the writer may still be writing the bytes that follow a BEGIN it
+ * patched (one write is not atomic to a reader of the file), so a short wait is
+ * normal; a long one is a broken spool. `waiting` runs before each wait, and
+ * throws to stop it; by default it gives up after that long.
  */
 async function recordOfTransaction(
   reader: SpoolReader,
   counters: StageCounters,
   signal?: AbortSignal,
-) {
-  const deadline = Date.now() + TRANSACTION_RECORDS_WAIT_MS;
+  waiting: () => void = giveUpAfter(TRANSACTION_RECORDS_WAIT_MS),
+): Promise<SpoolRecord> {
   for (;;) {
     const record = reader.next();
     if (record !== undefined) return record;
     counters.alive(); // waiting for input, not stuck on the target
     if (signal?.aborted) throw signal.reason;
-    if (Date.now() > deadline) {
-      throw new RangeError(
-        `Spool ended inside a complete transaction for ${TRANSACTION_RECORDS_WAIT_MS} ms`,
-      );
-    }
+    waiting();
     await sleep(5, signal);
   }
+}
+
+function giveUpAfter(ms: number): () => void {
+  const deadline = Date.now() + ms;
+  return () => {
+    if (Date.now() > deadline) {
+      throw new RangeError(`Spool ended inside a complete transaction for ${ms} ms`);
+    }
+  };
 }
 
 /**
@@ -722,16 +729,14 @@ async function addOpenTransaction(context: TransactionContext, endpos: Lsn): Pro
   batch.adding(0n);
   let commit: Commit | undefined;
   try {
-    const record = await addTransaction(context, async () => {
-      for (;;) {
-        const record = reader.next();
-        if (record !== undefined) return record;
-        if (cut()) throw new SpoolCut();
-        counters.alive(); // waiting for input, not stuck on the target
-        if (signal?.aborted) throw signal.reason;
-        await sleep(5, signal);
-      }
-    });
+    // No deadline: the rest comes as fast as the source sends it.
+    const record = await addTransaction(
+      context,
+      () =>
+        recordOfTransaction(reader, counters, signal, () => {
+          if (cut()) throw new SpoolCut();
+        }),
+    );
     commit = record.change as Commit;
   } catch (err) {
     // What a cut left in the file may read as anything.

@@ -65,6 +65,11 @@ export class RecordFile {
     return { header: decodeRecordHeader(this.#buf, this.#at, this.#view), length };
   }
 
+  /** A copy of the intact record at `offset` (as `peekHeader` found it). */
+  copyRecord(length: number): Uint8Array {
+    return this.#buf.slice(this.#at, this.#at + length);
+  }
+
   /** The length of the intact record at `offset` (its start in #at), filling the buffer when needed; 0: none. */
   #locate(): number {
     const at = this.offset - this.#bufStart;

@@ -272,9 +272,7 @@ export class SpoolWriter {
       // every record of the transaction in the file.
       this.#writeText(RecordKind.Commit, change.lsn, encodeChange(change));
       this.flush();
-      this.#file.seekSync(txn.offset, Deno.SeekMode.Start);
-      writeAll(this.#file, begin);
-      this.#file.seekSync(0, Deno.SeekMode.End);
+      this.#writeAt(txn.offset, begin);
     }
     this.#lastCommit = change.endLsn;
     if (this.#fileSize + this.#bufLen >= this.#segmentSize) this.#rotate();
@@ -293,6 +291,13 @@ export class SpoolWriter {
       this.#bufLen += record.length;
     }
     return offset;
+  }
+
+  /** Overwrites file bytes at `offset` (a BEGIN being patched), then goes on at the end. */
+  #writeAt(offset: number, bytes: Uint8Array): void {
+    this.#file.seekSync(offset, Deno.SeekMode.Start);
+    writeAll(this.#file, bytes);
+    this.#file.seekSync(0, Deno.SeekMode.End);
   }
 
   #cutBackTo(offset: number): void {
@@ -333,11 +338,11 @@ export class SpoolWriter {
     this.#lastCommit = last.after;
     const file = new RecordFile(last.path);
     let goodEnd = 0;
-    // The open transaction's BEGIN: where it is, and its end LSN (0 when it was never
-    // patched: a crash between writing COMMIT and patching BEGIN).
-    let begin: { offset: number; length: number; endLsn: Lsn } | undefined;
-    /** A BEGIN patched here, to write back. */
-    let patched: { offset: number; bytes: Uint8Array } | undefined;
+    // The open transaction's BEGIN: where it is, its end LSN, and a copy of the record
+    // when it was never patched (a crash between writing COMMIT and patching BEGIN).
+    let begin: { offset: number; endLsn: Lsn; record?: Uint8Array } | undefined;
+    /** A BEGIN patched here, whose COMMIT is in: to write back. */
+    let patched: { offset: number; record: Uint8Array } | undefined;
     try {
       for (;;) {
         const next = file.peekHeader();
@@ -345,16 +350,15 @@ export class SpoolWriter {
         const { header } = next;
         if (header.kind === RecordKind.Begin) {
           if (begin !== undefined) break; // a BEGIN inside a transaction: not something we wrote
-          begin = { offset: file.offset, length: next.length, endLsn: header.endLsn };
+          begin = { offset: file.offset, endLsn: header.endLsn };
+          if (header.endLsn === 0n) begin.record = file.copyRecord(next.length);
         } else if (header.kind === RecordKind.Commit) {
           if (begin === undefined) break;
-          if (begin.endLsn === 0n) {
+          if (begin.record !== undefined) {
             // Its COMMIT is in: the transaction stays (apply may have read it to the end).
             const commit = (file.peek()!.record as SpoolRecord & { change: Commit }).change;
-            const bytes = new Uint8Array(begin.length);
-            readAt(last.path, begin.offset, bytes);
-            patchBegin(bytes, commit.endLsn, commit.commitTime);
-            patched = { offset: begin.offset, bytes };
+            patchBegin(begin.record, commit.endLsn, commit.commitTime);
+            patched = { offset: begin.offset, record: begin.record };
             begin.endLsn = commit.endLsn;
           }
           goodEnd = file.offset + next.length;
@@ -370,11 +374,7 @@ export class SpoolWriter {
       file.close();
     }
     this.#openSegment(last.path);
-    if (patched !== undefined) {
-      this.#file.seekSync(patched.offset, Deno.SeekMode.Start);
-      writeAll(this.#file, patched.bytes);
-      this.#file.seekSync(0, Deno.SeekMode.End);
-    }
+    if (patched !== undefined) this.#writeAt(patched.offset, patched.record);
     if (goodEnd < this.#fileSize) {
       countCut(this.cdcDir);
       this.#cutAtOpen = this.#fileSize - goodEnd;
@@ -395,19 +395,4 @@ export class SpoolWriter {
 function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
   let written = 0;
   while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
-}
-
-function readAt(path: string, offset: number, into: Uint8Array): void {
-  const file = Deno.openSync(path, { read: true });
-  try {
-    file.seekSync(offset, Deno.SeekMode.Start);
-    let read = 0;
-    while (read < into.length) {
-      const n = file.readSync(into.subarray(read));
-      if (n === null) throw new RangeError(`${path} ends inside a record at ${offset}`);
-      read += n;
-    }
-  } finally {
-    file.close();
-  }
 }
