@@ -31,6 +31,8 @@ import {
   ScramSha256,
 } from "../lib/pg/replication.ts";
 import { withSql } from "./helpers/tables.ts";
+import { CopyConnection } from "../lib/pg/copy_connection.ts";
+import { classifyPgError } from "../lib/pg/classify.ts";
 
 // ---------------------------------------------------------------------------
 // Codec
@@ -294,6 +296,38 @@ clusterTest(
     assert(!err.message.includes("hunter2"), err.message);
   },
 );
+
+Deno.test("a connection closed before it answers the TLS request is lost, and retried, for both connection kinds", async () => {
+  // What a proxy or a restarting server does: accept, read the SSLRequest, close.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const server = (async () => {
+    for await (const conn of listener) {
+      await conn.read(new Uint8Array(8)).catch(() => null);
+      conn.close();
+    }
+  })();
+  try {
+    const uri = `postgres://bob@127.0.0.1:${port}/db?sslmode=prefer`;
+    for (
+      const connect of [
+        () => ReplicationConnection.connect(uri),
+        () => CopyConnection.connect(uri, { role: "source" }),
+      ]
+    ) {
+      const err = await assertRejects(
+        connect,
+        PgConnectionError,
+        "closed before answering the TLS request",
+      );
+      assertEquals((err as PgConnectionError).code, "08006");
+      assertEquals(classifyPgError(err), "retryable");
+    }
+  } finally {
+    listener.close();
+    await server.catch(() => {});
+  }
+});
 
 clusterTest("ReplicationConnection.connect() reports a missing database as a PgError", async () => {
   const uri = withDatabase(sourceUri(), "no_such_database_here");

@@ -812,7 +812,10 @@ async function openSocket(
   }
   if (count !== 1 || answer[0] !== 0x53 /* S */) {
     tcp.close();
-    throw new PgConnectionError("08P01", `${context}: invalid answer to the TLS request`);
+    // Closed before it answered (a restart, a proxy): a lost connection, retried like one.
+    throw count === null
+      ? new PgConnectionError("08006", `${context}: closed before answering the TLS request`)
+      : new PgConnectionError("08P01", `${context}: invalid answer to the TLS request`);
   }
   const caCerts = params.sslrootcert === undefined
     ? undefined

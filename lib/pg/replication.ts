@@ -1393,7 +1393,13 @@ async function negotiateTls(
   }
   if (answer !== 0x53 /* S */) {
     tcp.close();
-    throw new PgConnectionError("08P01", "Invalid answer to the TLS request");
+    // Closed before it answered (a restart, a proxy): a lost connection, retried like one.
+    throw answer === null
+      ? new PgConnectionError(
+        "08006",
+        `Cannot connect to ${describeServer(params)}: closed before answering the TLS request`,
+      )
+      : new PgConnectionError("08P01", "Invalid answer to the TLS request");
   }
   const caCerts = params.sslrootcert === undefined
     ? undefined
