@@ -8,6 +8,7 @@ import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts"
 import { freePort, freshDatabases, tempDir } from "./helpers/env.ts";
 import { pgferry, spawnPgferry } from "./helpers/pgferry.ts";
 import { assertSameData, withSql } from "./helpers/tables.ts";
+import { formatLsn, parseLsn } from "../lib/lsn.ts";
 import {
   cleanupStream,
   psql,
@@ -268,6 +269,55 @@ Deno.test("an endpos inside a transaction: the transaction is applied whole or n
     async (sql) => (await sql`select count(*)::int as n from hist`)[0]!["n"],
   );
   assertEquals(n, 10000);
+});
+
+Deno.test("replay_lsn never runs ahead of what the target has flushed: spool files it lets go of survive a crash of the target", async () => {
+  const name = "follow_durable";
+  const { source, target } = await freshDatabases(name);
+  for (const uri of [source, target]) await psql(uri, "create table d (id integer primary key)");
+  const dir = await tempDir(name);
+  // Apply commits asynchronously: with the WAL writer at 10 s, a commit stays unflushed for up
+  // to 10 s after the writer's last flush (the server's own flushes only make this test easier).
+  await psql(target, "alter system set wal_writer_delay = '10s'");
+  await psql(target, "select pg_reload_conf()");
+  const follow = spawnPgferry(["follow", ...streamArgs(source, target, dir, name)]);
+  const replayLsn = async () => {
+    const get = await pgferry(["stream", "sentinel", "get", "--dir", dir, "--replay-lsn"]);
+    return get.code === 0 ? parseLsn(get.stdout.trim()) : 0n;
+  };
+  try {
+    // The first transaction wakes the WAL writer, which flushes and then sleeps for 10 s.
+    for (const id of [1, 2]) {
+      await psql(source, `insert into d values (${id})`);
+      const end = parseLsn(await sourceLsn(source));
+      await waitFor(`replay_lsn past transaction ${id}`, async () => (await replayLsn()) >= end);
+    }
+    const replay = await replayLsn();
+    const [origin] = await withSql(
+      target,
+      (sql) =>
+        sql`select pg_current_wal_flush_lsn()::text as flushed, local_lsn::text as local,
+                 remote_lsn::text as remote
+            from pg_replication_origin_status where external_id = ${name}`,
+    );
+    assert(origin !== undefined, "the origin is in pg_replication_origin_status");
+    assert(
+      parseLsn(origin["remote"]) <= replay,
+      `replay_lsn ${formatLsn(replay)} covers the origin's progress ${origin["remote"]}`,
+    );
+    assert(
+      parseLsn(origin["local"]) <= parseLsn(origin["flushed"]),
+      `replay_lsn ${formatLsn(replay)} covers a commit at ${
+        origin["local"]
+      } on the target, flushed only up to ${origin["flushed"]}`,
+    );
+  } finally {
+    follow.kill("SIGKILL");
+    await follow.output();
+    await psql(target, "alter system reset wal_writer_delay");
+    await psql(target, "select pg_reload_conf()");
+    await cleanupStream(source, target, name);
+  }
 });
 
 Deno.test("set prefetch keeps receiving while apply waits; set apply resumes it", async () => {

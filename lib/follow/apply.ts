@@ -119,11 +119,19 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
     reader.seek(progress);
     batch.appliedUpTo(progress);
 
+    // Commits go out with synchronous_commit off, and spool files up to replay_lsn get deleted:
+    // replay_lsn must not say more than what survives a crash of the target. This flushes the
+    // target's WAL up to its origin's progress (every commit acknowledged so far).
+    const flushTarget = `select pg_replication_origin_progress(${
+      quoteLiteral(options.origin)
+    }, true)`;
     /** Writes replay_lsn to the catalog when it moved and `every` ms passed since the last time. */
     const report = async (every = REPORT_MS) => {
       if (replayed === reported || Date.now() - lastReport < every) return;
-      await updateSentinel(catalog, { replayLsn: replayed });
-      reported = replayed;
+      const durable = replayed;
+      await batch.query(flushTarget);
+      await updateSentinel(catalog, { replayLsn: durable });
+      reported = durable;
       lastReport = Date.now();
     };
     const reachedEndpos = () => sentinel.endpos !== 0n && replayed >= sentinel.endpos;
