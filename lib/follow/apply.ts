@@ -67,6 +67,14 @@ const IDLE_SLEEP_MS = 10;
 const CANCEL_AFTER_STOP_MS = 1000;
 
 /**
+ * The origin's progress, once the target's WAL is flushed up to its last commit (apply commits
+ * with synchronous_commit off): what survives a crash of the target.
+ */
+function flushedProgressSql(origin: string): string {
+  return `select pg_replication_origin_progress(${quoteLiteral(origin)}, true)::text`;
+}
+
+/**
  * Sets up the origin session; returns the origin's progress. Apply's one
  * connection keeps this session state for every later statement; should the
  * connection drop, the next statement fails and the stage restarts from the
@@ -77,7 +85,7 @@ async function originSession(connection: CopyConnection, origin: string): Promis
     `select pg_replication_origin_session_setup(${quoteLiteral(origin)}); ` +
       "set session_replication_role = replica; set synchronous_commit = off; " +
       "set standard_conforming_strings = on; set plan_cache_mode = force_generic_plan; " +
-      `select pg_replication_origin_progress(${quoteLiteral(origin)}, true)::text`,
+      flushedProgressSql(origin),
   );
   const lsn = rows[0]?.[0];
   // Rows updated at random after a checkpoint cost the target a full-page image each; lz4
@@ -119,17 +127,15 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
     reader.seek(progress);
     batch.appliedUpTo(progress);
 
-    // Commits go out with synchronous_commit off, and spool files up to replay_lsn get deleted:
-    // replay_lsn must not say more than what survives a crash of the target. This flushes the
-    // target's WAL up to its origin's progress (every commit acknowledged so far).
-    const flushTarget = `select pg_replication_origin_progress(${
-      quoteLiteral(options.origin)
-    }, true)`;
-    /** Writes replay_lsn to the catalog when it moved and `every` ms passed since the last time. */
+    /**
+     * Writes replay_lsn to the catalog when it moved and `every` ms passed since the last time.
+     * Spool files up to replay_lsn get deleted: the target's WAL is flushed first, so that
+     * replay_lsn never says more than what survives a crash of the target.
+     */
     const report = async (every = REPORT_MS) => {
       if (replayed === reported || Date.now() - lastReport < every) return;
       const durable = replayed;
-      await batch.query(flushTarget);
+      await batch.query(flushedProgressSql(options.origin));
       await updateSentinel(catalog, { replayLsn: durable });
       reported = durable;
       lastReport = Date.now();
