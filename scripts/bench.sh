@@ -8,7 +8,10 @@
 #   backlog  every consumer's slot (and subscription, disabled) exists before the load; after the
 #            load a marker row is committed and endpos = pg_current_wal_flush_lsn(); then each
 #            consumer in turn consumes the backlog (after a checkpoint on both clusters, so that
-#            none inherits the dirty pages of the one before): time from its start until the
+#            none inherits the dirty pages of the one before, and with its target's files read
+#            into the OS cache, as a running target's are: a machine that pages out files idle for
+#            a minute would otherwise make each round slower than the one before, since the later
+#            rounds' targets wait longer for their turn): time from its start until the
 #            marker row is on its target (pg_recvlogical: until it exits at endpos).
 #   live     one load per consumer and round, the consumer running during it: lag = time from the
 #            marker's commit (the load's end) until the marker is on the target.
@@ -178,6 +181,13 @@ make_template() { # workload cluster(sq|tq)
     tiny) $q "tpl_$w" -c "create table tiny (id bigserial primary key, client integer, t text)" ;;
   esac
   $q "tpl_$w" -c "create table bench_marker (id integer primary key, at timestamptz)" -c "vacuum analyze"
+  if [ "$q" = tq ]; then $q "tpl_$w" -c "create extension pg_prewarm" >/dev/null; fi
+}
+
+warm_target() { # db: its tables and indexes into the OS cache (pg_prewarm 'read')
+  if [ -n "$1" ]; then
+    tq "$1" -c "select sum(pg_prewarm(oid, 'read')) from pg_class where relkind in ('r', 'i', 't', 'm') and relpersistence = 'p'" >/dev/null
+  fi
 }
 
 # checksum q db: "table|count|md5" for every table of schema public, rows in primary-key order
@@ -454,6 +464,7 @@ backlog() { # workload
       # Each consumer starts from clean buffers, not with the dirty pages of the one before it.
       sq postgres -c checkpoint >/dev/null
       tq postgres -c checkpoint >/dev/null
+      warm_target "$(target_db_of "$c")"
       case $c in
         recvlogical)
           local slot plugin opts
