@@ -139,11 +139,14 @@ if [ "${BENCH_NO_SNAPSHOT:-0}" = 1 ]; then tree=$top; else snapshot_tree; fi
 tree_id="$(git -C "$top" rev-parse --short HEAD 2>/dev/null)$(git -C "$top" diff --quiet HEAD 2>/dev/null || echo "+dirty")"
 [ "$tree" != "$top" ] && tree_id+=" (tree $(cd "$tree" && find . -type f -name '*.ts' | sort | xargs cat | md5sum | cut -c1-8))"
 
-pg_start source "$work/source" logical
+# Slots per backlog round: pg_recvlogical's two, pgferry's, native's; plus pgcopydb's. On the
+# target, the same bound counts replication origins.
+slots="max_replication_slots = $((ROUNDS * 4 + 8))"
+pg_start source "$work/source" logical "$slots" "max_wal_senders = $((ROUNDS * 4 + 8))"
 SRC_PORT=$PG_PORT
 # The logical replication launcher starts at most one apply worker per wal_retrieve_retry_interval
 # (5 s by default): a native round enabled soon after the one before would wait for it.
-pg_start target "$work/target" "" "wal_retrieve_retry_interval = 100ms"
+pg_start target "$work/target" "" "wal_retrieve_retry_interval = 100ms" "$slots"
 TGT_PORT=$PG_PORT
 src() { echo "postgres://postgres@127.0.0.1:$SRC_PORT/$1"; }
 tgt() { echo "postgres://postgres@127.0.0.1:$TGT_PORT/$1"; }
