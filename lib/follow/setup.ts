@@ -72,10 +72,9 @@ export function heldSlot(
 // postgres.js costs ~60 ms to load, on the way to streaming.
 
 async function slotExists(
-  source: string,
+  sql: CopyConnection,
   slot: string,
 ): Promise<{ plugin: string; confirmed: Lsn } | undefined> {
-  await using sql = await CopyConnection.connect(source, { role: "source" });
   const { rows: [row] } = await sql.query(
     `select plugin, coalesce(confirmed_flush_lsn, restart_lsn)::text
        from pg_catalog.pg_replication_slots where slot_name = ${quoteLiteral(slot)}`,
@@ -113,6 +112,10 @@ export async function createSlot(
  */
 export async function ensurePublication(source: string, publication: string): Promise<void> {
   await using sql = await CopyConnection.connect(source, { role: "source" });
+  await ensurePublicationOn(sql, publication);
+}
+
+async function ensurePublicationOn(sql: CopyConnection, publication: string): Promise<void> {
   const found = await sql.query(
     `select 1 from pg_catalog.pg_publication where pubname = ${quoteLiteral(publication)}`,
   );
@@ -126,14 +129,15 @@ export async function ensurePublication(source: string, publication: string): Pr
  * Everything but the slot: publication, origin, sentinel, catalog record.
  * With `resume`, existing objects are reused.
  */
-export async function finishSetup(
+async function finishSetup(
   catalog: Catalog,
+  servers: Servers,
   setup: StreamSetup,
   options: { resume: boolean; apply: boolean },
 ): Promise<void> {
-  if (setup.plugin === "pgoutput") await ensurePublication(setup.source, setup.publication);
+  if (setup.plugin === "pgoutput") await ensurePublicationOn(servers.source, setup.publication);
   // Receive alone has no target: the origin is made by the first run that applies.
-  if (setup.target !== "") await createOrigin(setup, options.resume);
+  if (servers.target !== undefined) await createOrigin(servers.target, setup, options.resume);
   await catalog.write((db) => {
     db.prepare(
       `insert or replace into setup (id, source_pguri, target_pguri, snapshot, plugin, slot_name, origin, publication, consistent_point)
@@ -157,8 +161,11 @@ export async function finishSetup(
 }
 
 /** Creates the target's replication origin at the consistent point (reused with `resume`). */
-async function createOrigin(setup: StreamSetup, resume: boolean): Promise<void> {
-  await using sql = await CopyConnection.connect(setup.target, { role: "target" });
+async function createOrigin(
+  sql: CopyConnection,
+  setup: StreamSetup,
+  resume: boolean,
+): Promise<void> {
   const origin = quoteLiteral(setup.origin);
   const found = await sql.query(
     `select 1 from pg_catalog.pg_replication_origin where roname = ${origin}`,
@@ -184,7 +191,8 @@ export async function setupStream(
   wanted: Omit<StreamSetup, "consistentPoint" | "snapshot">,
   options: { resume: boolean; apply: boolean },
 ): Promise<StreamSetup> {
-  const existing = await slotExists(wanted.source, wanted.slot);
+  await using servers = await connectServers(wanted.source, wanted.target);
+  const existing = await slotExists(servers.source, wanted.slot);
   let setup: StreamSetup;
   const held = heldSlot(catalog);
   if (existing !== undefined) {
@@ -210,14 +218,43 @@ export async function setupStream(
     };
     log.info(`reusing slot "${wanted.slot}"`);
   } else {
-    if (wanted.plugin === "pgoutput") await ensurePublication(wanted.source, wanted.publication);
+    if (wanted.plugin === "pgoutput") await ensurePublicationOn(servers.source, wanted.publication);
     await using replication = await ReplicationConnection.connect(wanted.source);
     const created = await createSlot(replication, wanted.slot, wanted.plugin);
     log.info(`created slot "${wanted.slot}" at ${formatLsn(created.consistentPoint)}`);
     setup = { ...wanted, consistentPoint: created.consistentPoint, snapshot: created.snapshotName };
   }
-  await finishSetup(catalog, setup, options);
+  await finishSetup(catalog, servers, setup, options);
   return setup;
+}
+
+/** A connection to the source, and to the target unless there is none (receive alone). */
+interface Servers extends AsyncDisposable {
+  source: CopyConnection;
+  target: CopyConnection | undefined;
+}
+
+/**
+ * Connects to both servers at once: each connection costs more than the few
+ * queries of the setup, and follow waits for them on the way to streaming.
+ */
+async function connectServers(source: string, target: string): Promise<Servers> {
+  const [s, t] = await Promise.allSettled([
+    CopyConnection.connect(source, { role: "source" }),
+    target === "" ? undefined : CopyConnection.connect(target, { role: "target" }),
+  ]);
+  if (s.status === "rejected" || t.status === "rejected") {
+    if (s.status === "fulfilled") await s.value.close();
+    if (t.status === "fulfilled") await t.value?.close();
+    throw s.status === "rejected" ? s.reason : (t as PromiseRejectedResult).reason;
+  }
+  return {
+    source: s.value,
+    target: t.value,
+    async [Symbol.asyncDispose]() {
+      await Promise.all([s.value.close(), t.value?.close()]);
+    },
+  };
 }
 
 /** Drops the slot, the publication (when pgferry made it) and the origin. Missing ones are fine. */
