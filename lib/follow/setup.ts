@@ -126,8 +126,8 @@ async function ensurePublicationOn(sql: CopyConnection, publication: string): Pr
 }
 
 /**
- * Everything but the slot: publication, origin, sentinel, catalog record.
- * With `resume`, existing objects are reused.
+ * Everything but the slot and the publication: origin, sentinel, catalog
+ * record. With `resume`, existing objects are reused.
  */
 async function finishSetup(
   catalog: Catalog,
@@ -135,7 +135,6 @@ async function finishSetup(
   setup: StreamSetup,
   options: { resume: boolean; apply: boolean },
 ): Promise<void> {
-  if (setup.plugin === "pgoutput") await ensurePublicationOn(servers.source, setup.publication);
   // Receive alone has no target: the origin is made by the first run that applies.
   if (servers.target !== undefined) await createOrigin(servers.target, setup, options.resume);
   await catalog.write((db) => {
@@ -216,6 +215,7 @@ export async function setupStream(
       consistentPoint: recorded?.consistentPoint ?? made?.consistentPoint ?? existing.confirmed,
       snapshot: recorded?.snapshot ?? made?.snapshot ?? null,
     };
+    if (wanted.plugin === "pgoutput") await ensurePublicationOn(servers.source, wanted.publication);
     log.info(`reusing slot "${wanted.slot}"`);
   } else {
     if (wanted.plugin === "pgoutput") await ensurePublicationOn(servers.source, wanted.publication);
@@ -244,8 +244,7 @@ async function connectServers(source: string, target: string): Promise<Servers> 
     target === "" ? undefined : CopyConnection.connect(target, { role: "target" }),
   ]);
   if (s.status === "rejected" || t.status === "rejected") {
-    if (s.status === "fulfilled") await s.value.close();
-    if (t.status === "fulfilled") await t.value?.close();
+    for (const r of [s, t]) if (r.status === "fulfilled") await r.value?.close();
     throw s.status === "rejected" ? s.reason : (t as PromiseRejectedResult).reason;
   }
   return {
