@@ -34,6 +34,7 @@
 #                    a slow moment of the machine falls on all; live rounds: one load each, the
 #                    consumers in a rotating order; tables and ratios use the median (pgcopydb:
 #                    one round, as each of its failures waits out a timeout)
+#   BENCH_LIVE_ROUNDS=BENCH_ROUNDS   live rounds, when they should differ (live takes longest)
 #   BENCH_CONSUMERS="recvlogical native pgferry pgcopydb"
 #   BENCH_PGFERRY_PLUGIN=pgoutput BENCH_TIMEOUT=300 (per consumer)
 #   BENCH_PGCOPYDB_TIMEOUT=60 BENCH_PGCOPYDB_LIVE_TIMEOUT=30 (after the load ends)
@@ -75,6 +76,7 @@ BULK_ROWS=${BENCH_BULK_ROWS:-100000}
 TINY_TXNS=${BENCH_TINY_TXNS:-50000}
 MODES=${BENCH_MODES:-backlog live}
 ROUNDS=${BENCH_ROUNDS:-3}
+LIVE_ROUNDS=${BENCH_LIVE_ROUNDS:-$ROUNDS}
 WORKLOADS=${BENCH_WORKLOADS:-pgbench bulk tiny}
 CONSUMERS=${BENCH_CONSUMERS:-recvlogical native pgferry pgcopydb}
 FERRY_PLUGIN=${BENCH_PGFERRY_PLUGIN:-pgoutput}
@@ -689,7 +691,7 @@ for mode in $MODES; do
       backlog "$w"
     else
       read -r -a order <<<"$CONSUMERS"
-      for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+      for ((ROUND = 1; ROUND <= LIVE_ROUNDS; ROUND++)); do
         for ((i = 0; i < ${#order[@]}; i++)); do
           c=${order[$(((i + ROUND - 1) % ${#order[@]}))]}
           [ "$c" = pgcopydb ] && [ $ROUND -gt 1 ] && continue
