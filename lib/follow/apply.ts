@@ -270,20 +270,21 @@ const TRANSACTION_RECORDS_WAIT_MS = 30_000;
  * transaction, the writer may still be writing the bytes that follow a BEGIN it
  * patched (one write is not atomic to a reader of the file), so a short wait is
  * normal; a long one is a broken spool. `waiting` runs before each wait, and
- * throws to stop it; by default it gives up after that long.
+ * throws to stop it; by default it gives up that long after the first wait (set
+ * up only then: most records are there at once).
  */
 async function recordOfTransaction(
   reader: SpoolReader,
   counters: StageCounters,
   signal?: AbortSignal,
-  waiting: () => void = giveUpAfter(TRANSACTION_RECORDS_WAIT_MS),
+  waiting?: () => void,
 ): Promise<SpoolRecord> {
   for (;;) {
     const record = reader.next();
     if (record !== undefined) return record;
     counters.alive(); // waiting for input, not stuck on the target
     if (signal?.aborted) throw signal.reason;
-    waiting();
+    (waiting ??= giveUpAfter(TRANSACTION_RECORDS_WAIT_MS))();
     await sleep(5, signal);
   }
 }
