@@ -13,6 +13,7 @@ import {
   assertThrows,
 } from "./helpers/assert.ts";
 import { sourceUri, withDatabase } from "./helpers/env.ts";
+import { withConnection } from "../lib/pg/connect.ts";
 import { formatLsn, type Lsn, parseLsn } from "../lib/lsn.ts";
 import {
   dateFromPgTime,
@@ -294,6 +295,18 @@ clusterTest(
     ) as PgConnectionError;
     assertEquals(err.code, "08001");
     assert(!err.message.includes("hunter2"), err.message);
+  },
+);
+
+clusterTest(
+  "postgres.js connections take sslrootcert and the other client-file parameters out of the URI (the server refuses them as settings)",
+  async () => {
+    const uri = new URL(sourceUri());
+    uri.searchParams.set("sslmode", "disable");
+    uri.searchParams.set("sslrootcert", "/nonexistent/ca.crt");
+    uri.searchParams.set("sslkey", "/nonexistent/client.key");
+    const rows = await withConnection(uri.href, "source", (sql) => sql`select 1 as one`);
+    assertEquals(rows[0]?.["one"], 1);
   },
 );
 

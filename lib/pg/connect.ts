@@ -45,7 +45,9 @@ export interface ConnectOptions {
 export async function connect(pguri: string, options: ConnectOptions = {}): Promise<Sql> {
   const max = options.max ?? 1;
   postgresJs ??= (await import("postgres")).default;
-  const sql: postgres.Sql = postgresJs(pguri, {
+  const { uri, ssl } = await clientFiles(pguri);
+  const sql: postgres.Sql = postgresJs(uri, {
+    ...(ssl === undefined ? {} : { ssl }),
     max,
     connect_timeout: options.connectTimeout ?? 10,
     onnotice: () => {},
@@ -64,6 +66,41 @@ export async function connect(pguri: string, options: ConnectOptions = {}): Prom
     });
   }
   return sql as unknown as Sql;
+}
+
+/** libpq parameters that name files on the client: postgres.js would send them to the server. */
+const CLIENT_FILE_PARAMETERS = ["sslrootcert", "sslcert", "sslkey", "sslcrl"];
+
+/**
+ * Takes the client-side file parameters out of a URI for postgres.js (which
+ * passes the parameters it does not know to the server as settings, and the
+ * server refuses "sslrootcert"). `sslrootcert=FILE` with an sslmode that uses
+ * TLS becomes postgres.js's `ssl` option, verifying the server against that CA
+ * as our own connections do (the host name too with verify-full only).
+ */
+async function clientFiles(pguri: string): Promise<{ uri: string; ssl?: object }> {
+  let url: URL;
+  try {
+    url = new URL(pguri);
+  } catch {
+    return { uri: pguri };
+  }
+  const rootCert = url.searchParams.get("sslrootcert");
+  if (rootCert === "system") return { uri: pguri }; // postgres.js knows this one
+  if (!CLIENT_FILE_PARAMETERS.some((name) => url.searchParams.has(name))) return { uri: pguri };
+  for (const name of CLIENT_FILE_PARAMETERS) url.searchParams.delete(name);
+  const mode = url.searchParams.get("sslmode") ?? "prefer";
+  if (rootCert === null || !["require", "verify-ca", "verify-full"].includes(mode)) {
+    return { uri: url.href };
+  }
+  return {
+    uri: url.href,
+    ssl: {
+      ca: await Deno.readTextFile(rootCert),
+      rejectUnauthorized: true,
+      ...(mode === "verify-full" ? {} : { checkServerIdentity: () => undefined }),
+    },
+  };
 }
 
 /** Runs `fn` with a short-lived client, closing it afterwards, with errors that name the server. */
