@@ -609,10 +609,8 @@ class FrameReader {
   #start = 0;
   #end = 0;
   #lastRead = 0;
-  /** Pause before a read that follows a small one (see PACE_MS): set while streaming. */
-  paced = false;
   /** Reads come from the socket as they are (not TLS records): pacing works. */
-  readonly plain: boolean;
+  readonly #plain: boolean;
   /** Type of the frame `tryNext` found. */
   type = 0;
   /** Body of the frame `tryNext` found. */
@@ -620,7 +618,7 @@ class FrameReader {
 
   constructor(conn: Deno.Conn) {
     this.#conn = conn;
-    this.plain = !("handshake" in conn);
+    this.#plain = !("handshake" in conn);
   }
 
   /** A complete frame is in the buffer: the next `tryNext` needs no socket read. */
@@ -650,8 +648,8 @@ class FrameReader {
     return true;
   }
 
-  /** Reads more bytes; false at end of stream. */
-  async fill(): Promise<boolean> {
+  /** Reads more bytes; false at end of stream. `paced`: while streaming (see PACE_MS). */
+  async fill(paced = false): Promise<boolean> {
     const pending = this.#end - this.#start;
     const needed = pending >= 5 ? 1 + this.#view.getUint32(this.#start + 1) : 5;
     if (this.#start + Math.max(needed, pending + 1) > this.#buffer.length) {
@@ -669,7 +667,7 @@ class FrameReader {
       this.#end = pending;
     }
     // Atomics.wait blocks this thread without a socket wakeup; the event loop waits too.
-    if (this.paced && this.#lastRead < PACE_BELOW) Atomics.wait(PACER, 0, 0, PACE_MS);
+    if (paced && this.#plain && this.#lastRead < PACE_BELOW) Atomics.wait(PACER, 0, 0, PACE_MS);
     const count = await this.#conn.read(this.#buffer.subarray(this.#end));
     if (count === null) return false;
     this.#lastRead = count;
@@ -958,7 +956,6 @@ export class ReplicationConnection implements AsyncDisposable {
         const { type, body } = await this.#nextFrame();
         if (type === B.COPY_BOTH_RESPONSE) {
           this.#state = "streaming";
-          this.#reader.paced = this.#reader.plain;
           return new ReplicationStream(this, options.autoReply ?? true);
         } else if (type === B.ERROR_RESPONSE) {
           error = this.#serverError(body, context);
@@ -1169,7 +1166,6 @@ export class ReplicationConnection implements AsyncDisposable {
       }
     }
     this.#state = "idle";
-    this.#reader.paced = false;
     this.#stopRequested = false;
   }
 
@@ -1194,7 +1190,6 @@ export class ReplicationConnection implements AsyncDisposable {
         if (type === B.READY_FOR_QUERY) break;
       }
       this.#state = "idle";
-      this.#reader.paced = false;
       this.#stopRequested = false;
     } catch { /* the connection is gone: report the server's error, not the loss */ }
     return error;
@@ -1244,7 +1239,7 @@ export class ReplicationConnection implements AsyncDisposable {
   async #fill(): Promise<void> {
     let more: boolean;
     try {
-      more = await this.#reader.fill();
+      more = await this.#reader.fill(this.#state === "streaming");
     } catch (err) {
       throw this.#failure !== undefined ? this.#failure : this.#fail(this.#lost(err));
     }
