@@ -5,6 +5,7 @@
 #   pg_ensure_packages            # PostgreSQL server + wal2json present (apt when root)
 #   pg_start NAME DIR [logical]   # initdb + start on a free port; sets PG_PORT, PG_URI
 #   pg_stop DIR                   # fast shutdown
+#   pg_tls_files DIR              # a throwaway CA and server certificate; prints the conf lines
 #
 # Clusters run as the postgres user when we are root (initdb refuses root),
 # listen on 127.0.0.1 and a Unix socket inside DIR, and trust local connections.
@@ -74,6 +75,30 @@ pg_start() {
   echo "error: could not start the $name cluster" >&2
   tail -n 20 "$dir/server.log" >&2
   return 1
+}
+
+# pg_tls_files DIR: a throwaway CA (DIR/ca.crt) and a server certificate it signed for 127.0.0.1
+# and localhost (DIR/server.crt, DIR/server.key, the key readable by the cluster's owner only).
+# Prints the postgresql.conf lines that turn TLS on with them, for pg_start.
+pg_tls_files() {
+  local dir=$1
+  command -v openssl >/dev/null || { echo "error: openssl is not installed" >&2; return 1; }
+  mkdir -p "$dir" || return 1
+  (
+    cd "$dir" &&
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=pgferry test CA" -keyout ca.key -out ca.crt &&
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/CN=127.0.0.1" -keyout server.key -out server.csr &&
+      printf 'basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n' >ext.cnf &&
+      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile ext.cnf -out server.crt
+  ) >"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log" >&2; return 1; }
+  chmod 600 "$dir/server.key"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$dir/server.key" "$dir/server.crt"; fi
+  echo "ssl = on"
+  echo "ssl_cert_file = '$dir/server.crt'"
+  echo "ssl_key_file = '$dir/server.key'"
 }
 
 pg_stop() {

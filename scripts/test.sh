@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: bootstraps Deno, makes sure PostgreSQL and wal2json are
-# installed, starts a source (wal_level=logical) and a target cluster on free
-# ports in a temporary directory, runs `deno test`, prints "N passed, N failed"
-# last, and always stops the clusters.   Usage: scripts/test.sh [deno test args]
+# installed, starts a source (wal_level=logical), a target, and a source reached
+# over TLS (a throwaway CA) on free ports in a temporary directory, runs
+# `deno test`, prints "N passed, N failed" last, and always stops the clusters.   Usage: scripts/test.sh [deno test args]
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -18,6 +18,7 @@ chmod 755 "$work"
 cleanup() {
   pg_stop "$work/source"
   pg_stop "$work/target"
+  pg_stop "$work/tls"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -27,6 +28,9 @@ pg_start source "$work/source" logical "fsync = off" || exit 1
 export PGFERRY_TEST_SOURCE_PGURI=$PG_URI
 pg_start target "$work/target" "" "fsync = off" || exit 1
 export PGFERRY_TEST_TARGET_PGURI=$PG_URI
+mapfile -t tls_conf < <(pg_tls_files "$work/tls-files") && [ ${#tls_conf[@]} -gt 0 ] || exit 1
+pg_start tls "$work/tls" logical "fsync = off" "${tls_conf[@]}" || exit 1
+export PGFERRY_TEST_TLS_PGURI=$PG_URI PGFERRY_TEST_TLS_CA="$work/tls-files/ca.crt"
 export PGFERRY_TEST_SOURCE_DIR="$work/source" PGFERRY_TEST_TARGET_DIR="$work/target"
 export PGFERRY_TEST_TMP="$work/tmp"
 mkdir -p "$PGFERRY_TEST_TMP"

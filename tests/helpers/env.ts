@@ -22,6 +22,19 @@ export function targetUri(): string {
   return required("PGFERRY_TEST_TARGET_PGURI");
 }
 
+/** postgres://… of the TLS source's `postgres` database (wal_level=logical, ssl = on). */
+export function tlsSourceUri(): string {
+  return required("PGFERRY_TEST_TLS_PGURI");
+}
+
+/** `uri` with sslmode=verify-ca and the TLS source's CA as sslrootcert: never without TLS. */
+export function verifyCa(uri: string): string {
+  const url = new URL(uri);
+  url.searchParams.set("sslmode", "verify-ca");
+  url.searchParams.set("sslrootcert", required("PGFERRY_TEST_TLS_CA"));
+  return url.toString();
+}
+
 /** The same server, another database. */
 export function withDatabase(uri: string, database: string): string {
   const url = new URL(uri);
@@ -41,16 +54,22 @@ export async function tempDir(prefix: string): Promise<string> {
  * their URIs, so that tests do not see each other's tables.
  */
 export async function freshDatabases(name: string): Promise<{ source: string; target: string }> {
-  for (const uri of [sourceUri(), targetUri()]) {
-    const sql = postgres(uri, { max: 1, onnotice: () => {} });
-    try {
-      await sql.unsafe(`drop database if exists "${name}" with (force)`);
-      await sql.unsafe(`create database "${name}"`);
-    } finally {
-      await sql.end();
-    }
+  return {
+    source: await freshDatabase(sourceUri(), name),
+    target: await freshDatabase(targetUri(), name),
+  };
+}
+
+/** Creates (or re-creates) a database named `name` on the server of `uri`; returns its URI. */
+export async function freshDatabase(uri: string, name: string): Promise<string> {
+  const sql = postgres(uri, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(`drop database if exists "${name}" with (force)`);
+    await sql.unsafe(`create database "${name}"`);
+  } finally {
+    await sql.end();
   }
-  return { source: withDatabase(sourceUri(), name), target: withDatabase(targetUri(), name) };
+  return withDatabase(uri, name);
 }
 
 /** A TCP port free on 127.0.0.1 right now. */
