@@ -2,7 +2,7 @@
 # Throwaway local PostgreSQL clusters for tests, the demo and benchmarks.
 #
 #   source scripts/pg.sh
-#   pg_ensure_packages            # PostgreSQL server + wal2json present (apt when root)
+#   pg_ensure_packages            # PostgreSQL server, wal2json, openssl present (apt when root)
 #   pg_start NAME DIR [logical]   # initdb + start on a free port; sets PG_PORT, PG_URI
 #   pg_stop DIR                   # fast shutdown
 #   pg_tls_files DIR              # a throwaway CA and server certificate; prints the conf lines
@@ -28,6 +28,7 @@ pg_ensure_packages() {
   local missing=()
   [ -x "$PG_BIN/postgres" ] || missing+=(postgresql-15)
   [ -f /usr/lib/postgresql/15/lib/wal2json.so ] || missing+=(postgresql-15-wal2json)
+  command -v openssl >/dev/null || missing+=(openssl)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${missing[*]} with apt-get" >&2
