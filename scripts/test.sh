@@ -2,7 +2,8 @@
 # The one test command: bootstraps Deno, makes sure PostgreSQL and wal2json are
 # installed, starts a source (wal_level=logical), a target, and a source reached
 # over TLS (a throwaway CA) on free ports in a temporary directory, runs
-# `deno test`, prints "N passed, N failed" last, and always stops the clusters.   Usage: scripts/test.sh [deno test args]
+# `deno test`, prints "N passed, N failed" last, and always stops the clusters.
+# Usage: scripts/test.sh [deno test args]
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"

@@ -619,8 +619,9 @@ class FrameReader {
   #view = new DataView(this.#buffer.buffer);
   #start = 0;
   #end = 0;
-  #lastRead = 0;
-  /** TLS pacing: small reads in a row within PACE_MS of the first, when it came, the last pause. */
+  /** The last read says the stream is thin: while streaming, pause before the next (PACE_MS). */
+  #thin = false;
+  /** TLS: small reads in a row within PACE_MS of the first, when it came, when the last pause ended. */
   #smallReads = 0;
   #runStart = 0;
   #pausedAt = 0;
@@ -682,35 +683,26 @@ class FrameReader {
       this.#end = pending;
     }
     // Atomics.wait blocks this thread without a socket wakeup; the event loop waits too.
-    if (paced && this.#pauses()) {
+    if (paced && this.#thin && (this.#plain || performance.now() - this.#pausedAt >= PACE_MS)) {
       Atomics.wait(PACER, 0, 0, PACE_MS);
       this.#pausedAt = performance.now();
     }
     const count = await this.#conn.read(this.#buffer.subarray(this.#end));
     if (count === null) return false;
-    this.#lastRead = count;
-    if (!this.#plain) this.#countSmall(count);
+    this.#thin = this.#plain ? count < PACE_BELOW : this.#smallRun(count) >= TLS_RUN;
     this.#end += count;
     return true;
   }
 
-  /** Whether the last read says the stream is thin: pause before the next (see PACE_MS). */
-  #pauses(): boolean {
-    if (this.#plain) return this.#lastRead < PACE_BELOW;
-    return this.#smallReads >= TLS_RUN && performance.now() - this.#pausedAt >= PACE_MS;
-  }
-
-  #countSmall(count: number): void {
-    if (count >= TLS_SMALL) {
-      this.#smallReads = 0;
-      return;
-    }
+  /** TLS: how many small reads in a row, this one included, came within PACE_MS of the first. */
+  #smallRun(count: number): number {
+    if (count >= TLS_SMALL) return this.#smallReads = 0;
     const now = performance.now();
     if (this.#smallReads === 0 || now - this.#runStart > PACE_MS) {
       this.#smallReads = 0;
       this.#runStart = now;
     }
-    this.#smallReads++;
+    return ++this.#smallReads;
   }
 
   /** One byte straight from the socket (the answer to an SSLRequest). */
