@@ -117,6 +117,11 @@ trap 'exit 130' INT TERM
 
 log() { printf '%s  %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 now() { echo "$EPOCHREALTIME"; }
+# nap seconds: sleep(1) without the fork and exec. The loops that poll while a consumer is timed
+# ran sleep 0.02: that took 18% of a core (0.77 s of CPU in 4.3 s), lost to the consumer on a
+# 2-core machine. read -t on a pipe that never gets data waits without a process.
+exec {nap_fd}<> <(:)
+nap() { read -rt "$1" -u "$nap_fd" || true; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
 
 # pgferry runs from a copy of the working tree taken now, so that edits made while the benchmark
@@ -313,7 +318,7 @@ await() {
       [ "$grace" -lt "$deadline" ] && deadline=$grace
     fi
     [ "${EPOCHREALTIME%.*}" -ge "$deadline" ] && break
-    sleep 0.02
+    nap 0.02
   done
   tq postgres -c "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'bench_wait'" >/dev/null
   wait "$waiter" 2>/dev/null || true
@@ -370,7 +375,7 @@ launch_ferry() { # name args…
     (while kill -0 "$pid" 2>/dev/null; do
       awk '/VmHWM/ { print $2 }' "/proc/$pid/status" >"$work/$name.hwm.tmp" 2>/dev/null &&
         mv "$work/$name.hwm.tmp" "$work/$name.hwm"
-      sleep 0.1
+      nap 0.1
     done) &
   fi
 }
@@ -506,7 +511,7 @@ backlog() { # workload
           await "$WAITER" "$pid" "$TIMEOUT"
           # pgferry exits 0 on its own once everything up to endpos is applied
           local i
-          for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.02; done
+          for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; nap 0.02; done
           t1=$(now)
           kill -0 "$pid" 2>/dev/null && stop_group "$pid"
           rc=$(rc_of "$pid")
@@ -615,13 +620,12 @@ live() { # workload consumer
   [ "$c" != recvlogical ] && start_marker_wait "$db" "$work/marker"
   log "live $w: $c: load ($txns transactions, $rows row changes)"
   load_and_mark "$w"
-  [ "$c" = pgferry ] && ferry stream sentinel set endpos "$ENDPOS" --dir "$work/ferry-live-$w" >/dev/null
   [ "$c" = pgcopydb ] && "$PGCOPYDB" stream sentinel set endpos --source "$(src bench)" "$ENDPOS" >/dev/null 2>&1
   local limit=$TIMEOUT
   [ "$c" = pgcopydb ] && limit=$PGCOPYDB_LIVE_TIMEOUT
   if [ "$c" = recvlogical ]; then
     local i
-    for ((i = 0; i < limit * 50; i++)); do [ -s "$work/marker" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.02; done
+    for ((i = 0; i < limit * 50; i++)); do [ -s "$work/marker" ] && break; kill -0 "$pid" 2>/dev/null || break; nap 0.02; done
   else
     await "$WAITER" "$pid" "$limit"
   fi
@@ -630,8 +634,11 @@ live() { # workload consumer
     recvlogical) stop_group "$pid" ;;
     native) tq t_native -c "alter subscription bench_sub disable" ;;
     pgferry)
+      # endpos only now: a deno process started at the load's end would take CPU from the
+      # follow being timed (native needs nothing of the kind to stop)
+      ferry stream sentinel set endpos "$ENDPOS" --dir "$work/ferry-live-$w" >/dev/null
       local i
-      for ((i = 0; i < 1500; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.02; done
+      for ((i = 0; i < 1500; i++)); do kill -0 "$pid" 2>/dev/null || break; nap 0.02; done
       kill -0 "$pid" 2>/dev/null && { err="did not exit within 30 s of endpos"; stop_group "$pid"; }
       rc=$(rc_of "$pid")
       [ "$rc" != 0 ] && err="exit $rc: $(first_error "$work/ferry.log")"
