@@ -156,6 +156,8 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
       if (end > replayed) replayed = end;
     };
     let idle = 0;
+    /** The last keepalive read (0: none yet). */
+    let keepalive: Lsn = 0n;
     while (!signal?.aborted) {
       counters.alive();
       if (Date.now() - lastPoll >= POLL_SENTINEL_MS) {
@@ -185,6 +187,15 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
       } else openSince = undefined;
       if (record === undefined) {
         await commitGroup();
+        if (keepalive > replayed) {
+          // Everything read is committed: the last keepalive read is reached. Never report
+          // past an endpos set since the last poll.
+          sentinel = readSentinel(catalog.db);
+          const reach = sentinel.endpos !== 0n && keepalive > sentinel.endpos
+            ? sentinel.endpos
+            : keepalive;
+          if (reach > replayed) replayed = reach;
+        }
         idle = Math.min(idle + 1, 10);
         // Caught up: say so soon, but not on every poll of a trickle (a catalog write each).
         await report(IDLE_REPORT_MS);
@@ -193,13 +204,10 @@ export async function runApply(options: ApplyOptions): Promise<ApplyEnd> {
       }
       idle = 0;
       if (record.kind === RecordKind.Keepalive) {
-        await commitGroup();
-        // Nothing was sent up to here, but never report past an endpos set since the last poll.
-        sentinel = readSentinel(catalog.db);
-        const reach = sentinel.endpos !== 0n && record.lsn > sentinel.endpos
-          ? sentinel.endpos
-          : record.lsn;
-        if (reach > replayed) replayed = reach;
+        // Reached once what was read before it is committed: taken at the next idle poll. On a
+        // live stream a keepalive can follow nearly every source transaction; a commit round
+        // trip and a catalog read for each cost more than the transactions themselves.
+        if (record.lsn > keepalive) keepalive = record.lsn;
         continue;
       }
       if (record.kind !== RecordKind.Begin) {
