@@ -230,6 +230,56 @@ Deno.test("segments rotate at commit boundaries only, and the reader crosses the
   reader.close();
 });
 
+Deno.test("seek passes over what ends at or before the position, reading headers only: the shapes defined there still decode what follows", async () => {
+  const dir = await tempDir("spool-seek");
+  const writer = SpoolWriter.open(dir);
+  for (let n = 0; n < 10; n++) {
+    for (const c of txn(n)) writer.append(c);
+    if (n === 4) writer.keepalive(0x5800n);
+  }
+  const [open, row] = txn(10);
+  writer.append(open!);
+  writer.append(row!);
+  writer.flush();
+  const reader = new SpoolReader(dir);
+  reader.seek(0x5000n);
+  const records = drain(reader);
+  // The keepalive past the position stops it; txn 0's shape decodes txn 5's rows.
+  assertEquals(records[0]!.kind, RecordKind.Keepalive);
+  assertEquals(commits(records), [0x6000n, 0x7000n, 0x8000n, 0x9000n, 0xa000n]);
+  const first = records.find((r) => r.kind === RecordKind.Change)!;
+  assertEquals(
+    first.kind === RecordKind.Change && first.change.tag === "Insert" && first.change.new.values,
+    ["5000", "x'\n\\0"],
+  );
+  reader.seek(0x3000n);
+  assertEquals(commits(drain(reader))[0], 0x4000n);
+  // At the open transaction at the tail: nothing to hand out yet.
+  reader.seek(0xa000n);
+  assertEquals(reader.next(), undefined);
+  assert(reader.atOpenTransaction);
+  reader.close();
+  writer.close();
+
+  // A transaction whose BEGIN is in the file but not all of the rest: the reader stops at its BEGIN.
+  const torn = await tempDir("spool-seek-torn");
+  const w = SpoolWriter.open(torn);
+  for (const c of txn(0)) w.append(c);
+  w.flush();
+  const path = listSegments(spoolDir(torn))[0]!.path;
+  const first0 = (await Deno.stat(path)).size;
+  for (const c of txn(1)) w.append(c);
+  w.close();
+  const bytes = await Deno.readFile(path);
+  const beginLength = RECORD_HEADER + new DataView(bytes.buffer).getUint32(first0, true);
+  await Deno.truncate(path, first0 + beginLength + 5);
+  const r = new SpoolReader(torn);
+  r.seek(0x2000n);
+  const next = r.next();
+  assertEquals(next?.kind === RecordKind.Begin && next.endLsn, 0x2000n);
+  r.close();
+});
+
 Deno.test("keepalives are spooled between transactions only, and survive recovery", async () => {
   const dir = await tempDir("spool-keepalive");
   const writer = SpoolWriter.open(dir);
